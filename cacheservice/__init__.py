@@ -1,0 +1,30 @@
+"""Cache Service: an HTTP cache, session store and invalidation service on Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from cacheservice.config import Settings
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI application.
+
+    ``config`` is a ``Settings`` object, or a mapping of setting names overriding the ones read
+    from the environment (tests use this), or ``None`` for the environment alone.
+    """
+    from cacheservice.api import init_api
+    from cacheservice.services import Services
+
+    if isinstance(config, Settings):
+        settings = config
+    else:
+        settings = Settings.from_env().with_overrides(config or {})
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    Services.init_app(app, settings)
+    init_api(app)
+    return app

@@ -1,0 +1,29 @@
+"""HTTP API: one blueprint per resource, documented at ``/openapi.json`` and ``/docs``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from cacheservice.api import batch, entries, invalidation
+from cacheservice.api.errors import Api, register_error_handlers
+
+OPENAPI_SETTINGS = {
+    "API_TITLE": "Cache Service",
+    "API_VERSION": "0.1.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/docs",
+    "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+}
+
+
+def init_api(app: Flask) -> Api:
+    for name, value in OPENAPI_SETTINGS.items():
+        app.config.setdefault(name, value)
+    api = Api(app)
+    # Static routes (/cache/batch ...) are matched before the /cache/<path:key> converter.
+    for blueprint in (batch.blp, invalidation.blp, entries.blp):
+        api.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return api

@@ -1,0 +1,35 @@
+"""Request parsing: the contract's 400 (not webargs' 422), and JSON read the service's way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+import flask_smorest
+from flask import current_app
+from marshmallow import missing
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from cacheservice.errors import InvalidRequest
+from cacheservice.jsonio import loads_request
+from cacheservice.services import services
+
+
+class RequestParser(FlaskParser):
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        data = req.get_data(cache=True)
+        if not data:
+            return missing
+        if not is_json_request(req):
+            raise InvalidRequest(
+                "Request body must be JSON", content_type=req.mimetype or None, expected="application/json"
+            )
+        with current_app.app_context():
+            max_depth = services().settings.max_json_depth
+        return loads_request(data, max_depth)
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
+    ARGUMENTS_PARSER = RequestParser()

@@ -1,0 +1,63 @@
+"""Turning results into the contract's JSON bodies, written with orjson.
+
+Views return ``Response`` objects built here: flask-smorest passes them through unchanged, so
+the response schemas document the shapes without marshmallow re-serialising every body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from cacheservice import codec
+from cacheservice.cache import WriteFailure, Written
+from cacheservice.jsonio import dumps_response
+from cacheservice.store.entries import StoredEntry
+from cacheservice.timefmt import format_ms
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps_response(body), status=status, headers=headers, mimetype="application/json")
+
+
+def entry_body(namespace: str, entry: StoredEntry, include_metadata: bool, now_ms: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": entry.key,
+        "value": codec.json_value(entry.blob),
+        "namespace": namespace,
+    }
+    if include_metadata:
+        remaining = None
+        if entry.expires_ms is not None:
+            remaining = max(0, (entry.expires_ms - now_ms) // 1000)
+        body.update(
+            type=entry.value_type,
+            ttl=entry.ttl,
+            ttl_remaining=remaining,
+            created_at=format_ms(entry.created_ms),
+            updated_at=format_ms(entry.updated_ms),
+            expires_at=format_ms(entry.expires_ms),
+            hit_count=entry.hit_count,
+            last_accessed=format_ms(entry.last_access_ms),
+            tags=list(entry.tags),
+            size_bytes=entry.raw_bytes,
+            stored_bytes=entry.stored_bytes,
+            compression=entry.compression,
+        )
+    return body
+
+
+def written_body(written: Written) -> dict[str, Any]:
+    return {
+        "key": written.entry.key,
+        "created": written.outcome.created,
+        "created_at": format_ms(written.outcome.created_ms),
+        "expires_at": format_ms(written.entry.expires_ms),
+    }
+
+
+def batch_item_body(result: Written | WriteFailure) -> dict[str, Any]:
+    if isinstance(result, Written):
+        return written_body(result)
+    return {"key": result.key, "created": False, "error": result.error.to_body()}

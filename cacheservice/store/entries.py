@@ -1,0 +1,166 @@
+"""Reading, writing and deleting entries: each operation is one round trip to Redis."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from cacheservice.codec import EncodedValue
+from cacheservice.store.keys import Bucket, KeySpace
+from cacheservice.store.scripts import ScriptCall, Scripts
+
+STATUS_EXISTS, STATUS_CREATED, STATUS_REPLACED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """An entry as read from Redis; times are milliseconds since the epoch."""
+
+    key: str
+    blob: bytes
+    created_ms: int
+    updated_ms: int
+    expires_ms: int | None
+    ttl: int | None
+    tags: tuple[str, ...]
+    hit_count: int
+    last_access_ms: int | None
+    raw_bytes: int
+    stored_bytes: int
+    value_type: str
+    compression: str
+    etag: str
+
+    @classmethod
+    def from_fields(cls, key: str, flat: Sequence[bytes]) -> StoredEntry:
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+
+        def optional_int(name: bytes) -> int | None:
+            raw = fields.get(name, b"")
+            return int(raw) if raw else None
+
+        tags = fields.get(b"tg", b"")
+        return cls(
+            key=key,
+            blob=fields[b"v"],
+            created_ms=int(fields[b"ca"]),
+            updated_ms=int(fields[b"ua"]),
+            expires_ms=optional_int(b"ex"),
+            ttl=optional_int(b"ttl"),
+            tags=tuple(tags.decode().split("\n")) if tags else (),
+            hit_count=int(fields.get(b"hc", b"0")),
+            last_access_ms=optional_int(b"la"),
+            raw_bytes=int(fields[b"sz"]),
+            stored_bytes=len(fields[b"v"]),
+            value_type=fields[b"ty"].decode(),
+            compression=fields[b"cp"].decode(),
+            etag=fields[b"et"].decode(),
+        )
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """What a write stores: the encoded value and its expiry and tags."""
+
+    key: str
+    value: EncodedValue
+    ttl: int | None
+    expires_ms: int | None
+    tags: tuple[str, ...]
+    etag: str
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    status: int
+    created_ms: int
+
+    @property
+    def created(self) -> bool:
+        return self.status == STATUS_CREATED
+
+    @property
+    def refused(self) -> bool:
+        return self.status == STATUS_EXISTS
+
+
+class EntryStore:
+    def __init__(self, client: redis.Redis, keyspace: KeySpace) -> None:
+        self.scripts = Scripts(client)
+        self.keyspace = keyspace
+
+    def get_many(self, namespace: str, keys: Iterable[str], now_ms: int) -> dict[str, StoredEntry]:
+        """Read entries and count their hits: one script call per bucket, one pipeline."""
+        by_bucket: dict[Bucket, list[str]] = defaultdict(list)
+        for key in keys:
+            by_bucket[self.keyspace.bucket(namespace, key)].append(key)
+        calls = [
+            ScriptCall(
+                Scripts.get_entries,
+                [bucket.pending_hits, bucket.pending_access, *map(bucket.entry, bucket_keys)],
+                [now_ms, *bucket_keys],
+            )
+            for bucket, bucket_keys in by_bucket.items()
+        ]
+        if len(calls) == 1:
+            replies = [self.scripts.run(calls[0])]
+        else:
+            replies = self.scripts.run_pipelined(calls)
+        found: dict[str, StoredEntry] = {}
+        for bucket_keys, reply in zip(by_bucket.values(), replies, strict=True):
+            for key, flat in zip(bucket_keys, reply, strict=True):
+                if flat:
+                    found[key] = StoredEntry.from_fields(key, flat)
+        return found
+
+    def get(self, namespace: str, key: str, now_ms: int) -> StoredEntry | None:
+        return self.get_many(namespace, [key], now_ms).get(key)
+
+    def _set_call(self, namespace: str, entry: NewEntry, overwrite: bool, now_ms: int) -> ScriptCall:
+        bucket = self.keyspace.bucket(namespace, entry.key)
+        return ScriptCall(
+            Scripts.set_entry,
+            [bucket.entry(entry.key)],
+            [
+                bucket.prefix,
+                entry.key,
+                now_ms,
+                "1" if overwrite else "0",
+                "" if entry.expires_ms is None else entry.expires_ms,
+                "\n".join(entry.tags),
+                "v",
+                entry.value.blob,
+                "ty",
+                entry.value.value_type,
+                "cp",
+                entry.value.compression,
+                "sz",
+                entry.value.raw_bytes,
+                "ttl",
+                "" if entry.ttl is None else entry.ttl,
+                "et",
+                entry.etag,
+            ],
+        )
+
+    def set(self, namespace: str, entry: NewEntry, overwrite: bool, now_ms: int) -> WriteOutcome:
+        status, created_ms = self.scripts.run(self._set_call(namespace, entry, overwrite, now_ms))
+        return WriteOutcome(int(status), int(created_ms))
+
+    def set_many(
+        self, namespace: str, entries: Sequence[NewEntry], overwrite: bool, now_ms: int
+    ) -> list[WriteOutcome]:
+        """Write many entries in one pipeline; each entry's write is atomic on its own."""
+        if not entries:
+            return []
+        calls = [self._set_call(namespace, entry, overwrite, now_ms) for entry in entries]
+        replies = self.scripts.run_pipelined(calls)
+        return [WriteOutcome(int(status), int(created)) for status, created in replies]
+
+    def delete(self, namespace: str, key: str) -> bool:
+        bucket = self.keyspace.bucket(namespace, key)
+        call = ScriptCall(Scripts.delete_entry, [bucket.entry(key)], [bucket.prefix, key])
+        return bool(self.scripts.run(call))

@@ -1,0 +1,74 @@
+"""Every Redis key name the service uses is built here.
+
+A namespace is spread over ``buckets`` hash slots and each entry's data lives in one of them:
+
+    cs:{<ns>:<bucket>}:e:<key>   entry hash (value, header fields, metadata)
+    cs:{<ns>:<bucket>}:t:<tag>   tag index: sorted set of keys scored by expiry (ms, +inf)
+    cs:{<ns>:<bucket>}:idx       namespace index: sorted set of keys scored by expiry
+    cs:{<ns>:<bucket>}:fh        pending hit counts per key, for the statistics flush
+    cs:{<ns>:<bucket>}:fa        pending last-access times per key (ms)
+    cs:{<ns>:<bucket>}:fm        keys whose metadata changed since the last flush
+
+Everything inside the braces is the Redis Cluster hash tag, so one bucket is one slot and every
+Lua script touches a single slot. Namespaces cannot contain ``:`` or ``}``, so names cannot
+collide. Lua scripts receive the bucket prefix and build the tag-index names themselves with
+the same suffixes as below.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+PREFIX = "cs"
+
+
+def bucket_of(key: str, buckets: int) -> int:
+    return zlib.crc32(key.encode("utf-8")) % buckets
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """The key names of one slot of one namespace."""
+
+    namespace: str
+    number: int
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}:{{{self.namespace}:{self.number}}}:"
+
+    def entry(self, key: str) -> str:
+        return f"{self.prefix}e:{key}"
+
+    def tag(self, tag: str) -> str:
+        return f"{self.prefix}t:{tag}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}idx"
+
+    @property
+    def pending_hits(self) -> str:
+        return f"{self.prefix}fh"
+
+    @property
+    def pending_access(self) -> str:
+        return f"{self.prefix}fa"
+
+    @property
+    def pending_metadata(self) -> str:
+        return f"{self.prefix}fm"
+
+
+class KeySpace:
+    """Maps (namespace, key) to its bucket for one deployment's bucket count."""
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = buckets
+
+    def bucket(self, namespace: str, key: str) -> Bucket:
+        return Bucket(namespace, bucket_of(key, self.buckets))
+
+    def all_buckets(self, namespace: str) -> list[Bucket]:
+        return [Bucket(namespace, number) for number in range(self.buckets)]

@@ -1,0 +1,89 @@
+"""The Lua scripts in ``scripts/`` and how they are run: EVALSHA, reloading on NOSCRIPT.
+
+A Redis restart or ``SCRIPT FLUSH`` empties the script cache; every call path here notices the
+``NOSCRIPT`` reply, loads the script again and retries only the calls that did not run, so a
+pipelined batch is never applied twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+KeyOrArg = str | bytes | int | float
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: bytes
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> Script:
+        source = resources.files("cacheservice.store").joinpath(f"scripts/{name}.lua").read_bytes()
+        # SHA-1 here is Redis's script identifier, not a security measure.
+        return cls(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    script: Script
+    keys: Sequence[KeyOrArg]
+    args: Sequence[KeyOrArg]
+
+
+class Scripts:
+    """Runs the service's scripts against one Redis client."""
+
+    get_entries = Script.load("get_entries")
+    set_entry = Script.load("set_entry")
+    delete_entry = Script.load("delete_entry")
+    invalidate_keys = Script.load("invalidate_keys")
+    prune_bucket = Script.load("prune_bucket")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def run(self, call: ScriptCall) -> Any:
+        """One script call: one round trip, two more only after a Redis restart."""
+        try:
+            return self.client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            self.client.script_load(call.script.source)
+            return self.client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+
+    def run_pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Many script calls in one round trip; results in call order.
+
+        Errors other than NOSCRIPT are raised after the whole pipeline ran, so one failing call
+        cannot hide which others succeeded from the caller's retry logic.
+        """
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for index in pending:
+                call = calls[index]
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            replies = pipe.execute(raise_on_error=False)
+            missing: list[int] = []
+            for index, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(index)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[index] = reply
+            if not missing:
+                break
+            for script in {calls[index].script for index in missing}:
+                self.client.script_load(script.source)
+            pending = missing
+        return results

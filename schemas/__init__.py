@@ -1,0 +1,1 @@
+"""Marshmallow schemas of the HTTP shapes (never of the storage format)."""

@@ -1,0 +1,74 @@
+"""Fields and schemas shared by several resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from cacheservice.validation import DEFAULT_NAMESPACE, NAMESPACE_RE, TAG_RE, MAX_TAGS
+
+MAX_TTL_SECONDS = 2**31 - 1
+
+
+class StrictInteger(fields.Integer):
+    """An integer that refuses booleans and numeric strings (JSON ``true`` is not 1)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)  # type: ignore[no-any-return]
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean; strings such as ``"yes"`` are refused in bodies."""
+
+    truthy = {True}
+    falsy = {False}
+
+
+def namespace_field(**kwargs: Any) -> fields.String:
+    return fields.String(
+        load_default=DEFAULT_NAMESPACE,
+        validate=validate.Regexp(NAMESPACE_RE, error="Namespace must match {regex}."),
+        metadata={"description": "Cache namespace; `default` when omitted.", "example": "users"},
+        **kwargs,
+    )
+
+
+def tag_list_field(min_items: int = 0, **kwargs: Any) -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.Regexp(TAG_RE, error="Tag must match {regex}.")),
+        validate=validate.Length(min=min_items, max=MAX_TAGS),
+        metadata={"description": f"Up to {MAX_TAGS} tags.", "example": ["user", "profile"]},
+        **kwargs,
+    )
+
+
+def ttl_field(**kwargs: Any) -> StrictInteger:
+    return StrictInteger(
+        validate=validate.Range(min=1, max=MAX_TTL_SECONDS),
+        metadata={"description": "Relative time to live in seconds.", "example": 3600},
+        **kwargs,
+    )
+
+
+def exclusive(data: dict[str, Any], *names: str) -> None:
+    given = [name for name in names if data.get(name) is not None]
+    if len(given) > 1:
+        raise ValidationError(f"Give at most one of {', '.join(names)}.", given[-1])
+
+
+class ErrorSchema(Schema):
+    """The error envelope every failure uses."""
+
+    error = fields.String(required=True, metadata={"example": "invalid_key"})
+    message = fields.String(required=True, metadata={"example": "Invalid cache key format"})
+    details = fields.Dict(required=True)
+
+
+class NamespaceQuerySchema(Schema):
+    namespace = namespace_field()

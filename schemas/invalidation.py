@@ -1,0 +1,36 @@
+"""Request and response shapes of ``POST /cache/invalidate``."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from schemas.batch import MAX_BATCH
+from schemas.common import namespace_field, tag_list_field
+
+MAX_LISTED_KEYS = 1000
+
+
+class InvalidateBodySchema(Schema):
+    namespace = namespace_field()
+    tags = tag_list_field(min_items=1)
+    match = fields.String(
+        load_default="any",
+        validate=validate.OneOf(("any", "all")),
+        metadata={"description": "Entries carrying any (default) or all of `tags`."},
+    )
+    pattern = fields.String(
+        validate=validate.Length(min=1, max=512),
+        metadata={"description": "Redis-style glob over the namespace's keys.", "example": "user:*"},
+    )
+    keys = fields.List(fields.String(), validate=validate.Length(min=1, max=MAX_BATCH))
+
+
+class InvalidateResultSchema(Schema):
+    invalidated_keys = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": f"At most {MAX_LISTED_KEYS} of the invalidated keys."},
+    )
+    total_invalidated = fields.Integer(required=True, metadata={"description": "Always exact."})
+    truncated = fields.Boolean(required=True)
+    invalidated_at = fields.DateTime(required=True)
