@@ -62,6 +62,16 @@ class Settings:
     max_json_depth: int = 64
     max_batch_keys: int = 1000
     log_level: str = "INFO"
+    # gunicorn (read by cacheservice/gunicorn_conf.py).
+    web_bind: str = "127.0.0.1:8000"
+    web_workers: int = 0  # 0 = one per CPU core
+    web_worker_class: str = "gevent"
+    web_worker_connections: int = 1000
+    web_keepalive: int = 75
+    web_timeout: int = 30
+    web_max_requests: int = 200_000
+    web_access_log: str | None = None
+    web_forwarded_allow_ips: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +90,17 @@ class Settings:
             max_json_depth=_int(env, "CACHE_MAX_JSON_DEPTH", 64, minimum=2),
             max_batch_keys=_int(env, "CACHE_MAX_BATCH_KEYS", 1000, minimum=1),
             log_level=(env.get("CACHE_LOG_LEVEL") or "INFO").upper(),
+            web_bind=env.get("CACHE_WEB_BIND") or cls.web_bind,
+            web_workers=_int(env, "CACHE_WEB_WORKERS", 0),
+            web_worker_class=env.get("CACHE_WEB_WORKER_CLASS") or cls.web_worker_class,
+            web_worker_connections=_int(env, "CACHE_WEB_WORKER_CONNECTIONS", 1000, minimum=1),
+            web_keepalive=_int(env, "CACHE_WEB_KEEPALIVE", 75),
+            web_timeout=_int(env, "CACHE_WEB_TIMEOUT", 30, minimum=1),
+            web_max_requests=_int(env, "CACHE_WEB_MAX_REQUESTS", 200_000),
+            web_access_log=env.get("CACHE_WEB_ACCESS_LOG") or None,
+            web_forwarded_allow_ips=(
+                env.get("CACHE_WEB_FORWARDED_ALLOW_IPS") or cls.web_forwarded_allow_ips
+            ),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

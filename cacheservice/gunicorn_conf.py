@@ -1,0 +1,38 @@
+"""gunicorn settings: ``gunicorn -c python:cacheservice.gunicorn_conf cacheservice.wsgi:app``.
+
+Why gevent: every request waits on Redis (and sometimes Postgres) far longer than it computes.
+Measured on this kind of machine, the gthread worker lets one process accept every keep-alive
+connection unless ``worker_connections`` is capped, halving throughput, while gevent workers
+stayed balanced; gevent also makes a slow client cost a greenlet rather than a thread. One
+worker per core, because the Python work is CPU-bound once the waiting is cooperative.
+Every value comes from a ``CACHE_WEB_*`` variable through ``cacheservice.config``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from cacheservice.config import Settings
+
+_settings = Settings.from_env()
+
+bind = _settings.web_bind
+workers = _settings.web_workers or multiprocessing.cpu_count()
+worker_class = _settings.web_worker_class
+# Concurrent connections per gevent worker; beyond it, connections wait in the listen backlog.
+worker_connections = _settings.web_worker_connections
+# nginx keeps upstream connections alive; a little longer than nginx's keepalive_timeout.
+keepalive = _settings.web_keepalive
+timeout = _settings.web_timeout
+graceful_timeout = 20
+# Recycle workers now and then so a slow leak in any dependency cannot grow without bound.
+max_requests = _settings.web_max_requests
+max_requests_jitter = max_requests // 10
+accesslog = _settings.web_access_log
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+# Trust X-Forwarded-* only from the nginx in front of us (loopback by default).
+forwarded_allow_ips = _settings.web_forwarded_allow_ips
+# gunicorn 24+ opens a control socket at a fixed path; several servers on one host (tests,
+# blue/green) would fight over it, and nothing here uses it.
+control_socket_disable = True

@@ -1,0 +1,62 @@
+"""Fixtures shared by every test layer.
+
+Integration and e2e tests use the machine's real Redis (``CACHE_TEST_REDIS_URL``, default
+``redis://127.0.0.1:6379``). Each pytest-xdist worker gets its own pair of database numbers
+(one for in-process tests, one for the e2e server), flushed before use, so parallel workers
+never see each other's keys and a developer's data in database 0 is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cacheservice import create_app
+
+BASE_REDIS_URL = os.environ.get("CACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+FIRST_TEST_DB = 10
+
+
+def _worker_index(worker_id: str) -> int:
+    return 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+
+
+@pytest.fixture(scope="session")
+def redis_db(worker_id: str) -> int:
+    """The database number in-process tests of this xdist worker use."""
+    return FIRST_TEST_DB + 2 * _worker_index(worker_id)
+
+
+@pytest.fixture(scope="session")
+def e2e_redis_db(worker_id: str) -> int:
+    """The database number the e2e gunicorn server of this xdist worker uses."""
+    return FIRST_TEST_DB + 2 * _worker_index(worker_id) + 1
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_db: int) -> str:
+    return f"{BASE_REDIS_URL}/{redis_db}"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A raw client on the test database, flushed before the test."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def app(redis_client: redis.Redis, redis_url: str) -> Flask:
+    return create_app({"redis_url": redis_url})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
