@@ -69,7 +69,9 @@ class Cache:
             raise KeyNotFound(key=key, namespace=namespace)
         return entry, now
 
-    def read_many(self, namespace: str, keys: Sequence[str]) -> tuple[list[str], dict[str, StoredEntry], int]:
+    def read_many(
+        self, namespace: str, keys: Sequence[str]
+    ) -> tuple[list[str], dict[str, StoredEntry], int]:
         """Unique keys in request order, the entries found among them, and the read time."""
         for index, key in enumerate(keys):
             check_key(key, index=index)
@@ -125,11 +127,13 @@ class Cache:
                 results.append(None)  # Filled in once the store has answered.
             except ServiceError as error:
                 results.append(WriteFailure(write.key, error))
-        outcomes = self.entries.set_many(namespace, [entry for _, entry in prepared], overwrite, now)
+        outcomes = self.entries.set_many(
+            namespace, [entry for _, entry in prepared], overwrite, now
+        )
         for (position, entry), outcome in zip(prepared, outcomes, strict=True):
             if outcome.refused:
-                error = KeyExists(key=entry.key, namespace=namespace)
-                results[position] = WriteFailure(entry.key, error)
+                refused = KeyExists(key=entry.key, namespace=namespace)
+                results[position] = WriteFailure(entry.key, refused)
             else:
                 results[position] = Written(entry, outcome)
         return [result for result in results if result is not None]
@@ -141,7 +145,9 @@ class Cache:
             raise KeyNotFound(key=key, namespace=namespace)
         return now
 
-    def invalidate(self, namespace: str, selection: Selection, list_limit: int) -> tuple[Invalidated, int]:
+    def invalidate(
+        self, namespace: str, selection: Selection, list_limit: int
+    ) -> tuple[Invalidated, int]:
         if selection.keys is not None:
             for index, key in enumerate(selection.keys):
                 check_key(key, index=index)

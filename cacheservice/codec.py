@@ -68,7 +68,9 @@ def payload_of(value: Any, value_type: str) -> bytes:
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidRequest("A binary entry's value must be valid base64", field="value") from None
+            raise InvalidRequest(
+                "A binary entry's value must be valid base64", field="value"
+            ) from None
     raise InvalidRequest(f"Unsupported value type {value_type!r}", field="type")
 
 

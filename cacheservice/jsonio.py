@@ -50,9 +50,9 @@ def dumps_value(value: Any) -> bytes:
             raise InvalidRequest(
                 "Value contains a lone UTF-16 surrogate", issue="strings must be valid Unicode"
             ) from None
-        return json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode("utf-8")
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+            "utf-8"
+        )
 
 
 def dumps_response(body: Any) -> bytes:

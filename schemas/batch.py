@@ -22,13 +22,19 @@ class RejectedItem:
     messages: Mapping[str, Any] | list[Any] | str
 
 
-class ItemsFailingAlone(fields.List):
+class ItemsFailingAlone(fields.List[Any]):
     """A list whose invalid items become ``RejectedItem`` instead of failing the request.
 
     It documents as an ordinary array of the inner schema.
     """
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+    def _deserialize(
+        self,
+        value: Any,
+        attr: str | None,  # noqa: ARG002  # the signature marshmallow calls
+        data: Any,  # noqa: ARG002
+        **kwargs: Any,
+    ) -> list[Any]:
         if not isinstance(value, list):
             raise self.make_error("invalid")
         items: list[Any] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from cacheservice.validation import DEFAULT_NAMESPACE, NAMESPACE_RE, TAG_RE, MAX_TAGS
+from cacheservice.validation import DEFAULT_NAMESPACE, MAX_TAGS, NAMESPACE_RE, TAG_RE
 
 MAX_TTL_SECONDS = 2**31 - 1
 
@@ -20,14 +20,14 @@ class StrictInteger(fields.Integer):
     def _validated(self, value: Any) -> int:
         if isinstance(value, bool):
             raise self.make_error("invalid")
-        return super()._validated(value)  # type: ignore[no-any-return]
+        return super()._validated(value)
 
 
 class StrictBoolean(fields.Boolean):
     """A JSON boolean; strings such as ``"yes"`` are refused in bodies."""
 
-    truthy = {True}
-    falsy = {False}
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(truthy={True}, falsy={False}, **kwargs)
 
 
 def namespace_field(**kwargs: Any) -> fields.String:
@@ -39,7 +39,7 @@ def namespace_field(**kwargs: Any) -> fields.String:
     )
 
 
-def tag_list_field(min_items: int = 0, **kwargs: Any) -> fields.List:
+def tag_list_field(min_items: int = 0, **kwargs: Any) -> fields.List[str]:
     return fields.List(
         fields.String(validate=validate.Regexp(TAG_RE, error="Tag must match {regex}.")),
         validate=validate.Length(min=min_items, max=MAX_TAGS),

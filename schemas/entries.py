@@ -90,4 +90,3 @@ class DeleteEntryResultSchema(Schema):
     namespace = fields.String(required=True)
     deleted = fields.Boolean(required=True)
     deleted_at = fields.DateTime(required=True)
-

@@ -20,7 +20,10 @@ class InvalidateBodySchema(Schema):
     )
     pattern = fields.String(
         validate=validate.Length(min=1, max=512),
-        metadata={"description": "Redis-style glob over the namespace's keys.", "example": "user:*"},
+        metadata={
+            "description": "Redis-style glob over the namespace's keys.",
+            "example": "user:*",
+        },
     )
     keys = fields.List(fields.String(), validate=validate.Length(min=1, max=MAX_BATCH))
 

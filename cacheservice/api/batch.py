@@ -55,7 +55,9 @@ class BatchGet(MethodView):
         return json_response(
             {
                 "entries": [
-                    entry_body(namespace, found[key], include_metadata, now) for key in keys if key in found
+                    entry_body(namespace, found[key], include_metadata, now)
+                    for key in keys
+                    if key in found
                 ],
                 "missing_keys": [key for key in keys if key not in found],
                 "total_requested": len(keys),

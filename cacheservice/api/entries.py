@@ -21,7 +21,9 @@ from schemas.entries import (
     SetEntryResultSchema,
 )
 
-blp = Blueprint("entries", __name__, url_prefix="/cache", description="Read, write and delete entries.")
+blp = Blueprint(
+    "entries", __name__, url_prefix="/cache", description="Read, write and delete entries."
+)
 
 
 def entry_write(fields: dict[str, Any]) -> EntryWrite:
@@ -91,5 +93,10 @@ class Entry(MethodView):
         namespace = query["namespace"]
         deleted_at = cache().delete(namespace, key)
         return json_response(
-            {"key": key, "namespace": namespace, "deleted": True, "deleted_at": format_ms(deleted_at)}
+            {
+                "key": key,
+                "namespace": namespace,
+                "deleted": True,
+                "deleted_at": format_ms(deleted_at),
+            }
         )

@@ -50,7 +50,9 @@ def http_error_response(error: HTTPException) -> Response:
     status = error.code or 500
     if status >= 500:
         original = getattr(error, "original_exception", None)
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=original or error)
+        log.error(
+            "unhandled error on %s %s", request.method, request.path, exc_info=original or error
+        )
     code, message = HTTP_CODES.get(status, (error.name.lower().replace(" ", "_"), error.name))
     details: dict[str, Any] = {}
     data = getattr(error, "data", None) or {}
@@ -58,7 +60,10 @@ def http_error_response(error: HTTPException) -> Response:
         details = _validation_details(data["messages"])
         message = "Request validation failed"
     elif status == 405:
-        details = {"method": request.method, "allowed": sorted(getattr(error, "valid_methods", None) or [])}
+        details = {
+            "method": request.method,
+            "allowed": sorted(getattr(error, "valid_methods", None) or []),
+        }
     elif status == 413:
         details = {"max_bytes": request.max_content_length}
     headers = dict(data.get("headers") or {})

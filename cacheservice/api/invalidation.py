@@ -26,7 +26,9 @@ def selection_of(body: dict[str, Any]) -> Selection:
         try:
             pattern = GlobPattern(body["pattern"])
         except PatternError as error:
-            raise InvalidRequest("Invalid pattern", pattern=body["pattern"], issue=str(error)) from None
+            raise InvalidRequest(
+                "Invalid pattern", pattern=body["pattern"], issue=str(error)
+            ) from None
     keys = body.get("keys")
     return Selection(
         tags=tuple(dict.fromkeys(body.get("tags") or ())),
@@ -48,7 +50,9 @@ class Invalidate(MethodView):
         `keys` intersect when given together; a body with only `namespace` empties the
         namespace. At most 1000 keys are listed; `total_invalidated` is always exact.
         """
-        result, finished = cache().invalidate(body["namespace"], selection_of(body), MAX_LISTED_KEYS)
+        result, finished = cache().invalidate(
+            body["namespace"], selection_of(body), MAX_LISTED_KEYS
+        )
         return json_response(
             {
                 "invalidated_keys": result.keys,

@@ -6,7 +6,6 @@ from typing import Any
 
 import flask
 import flask_smorest
-from flask import current_app
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -24,11 +23,11 @@ class RequestParser(FlaskParser):
             return missing
         if not is_json_request(req):
             raise InvalidRequest(
-                "Request body must be JSON", content_type=req.mimetype or None, expected="application/json"
+                "Request body must be JSON",
+                content_type=req.mimetype or None,
+                expected="application/json",
             )
-        with current_app.app_context():
-            max_depth = services().settings.max_json_depth
-        return loads_request(data, max_depth)
+        return loads_request(data, services().settings.max_json_depth)
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped

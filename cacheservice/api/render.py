@@ -18,10 +18,14 @@ from cacheservice.timefmt import format_ms
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps_response(body), status=status, headers=headers, mimetype="application/json")
+    return Response(
+        dumps_response(body), status=status, headers=headers, mimetype="application/json"
+    )
 
 
-def entry_body(namespace: str, entry: StoredEntry, include_metadata: bool, now_ms: int) -> dict[str, Any]:
+def entry_body(
+    namespace: str, entry: StoredEntry, include_metadata: bool, now_ms: int
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "key": entry.key,
         "value": codec.json_value(entry.blob),

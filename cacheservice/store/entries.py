@@ -119,7 +119,9 @@ class EntryStore:
     def get(self, namespace: str, key: str, now_ms: int) -> StoredEntry | None:
         return self.get_many(namespace, [key], now_ms).get(key)
 
-    def _set_call(self, namespace: str, entry: NewEntry, overwrite: bool, now_ms: int) -> ScriptCall:
+    def _set_call(
+        self, namespace: str, entry: NewEntry, overwrite: bool, now_ms: int
+    ) -> ScriptCall:
         bucket = self.keyspace.bucket(namespace, entry.key)
         return ScriptCall(
             Scripts.set_entry,

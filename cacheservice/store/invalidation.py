@@ -69,7 +69,12 @@ class Invalidator:
         return ["all" if selection.match_all_tags else "any", len(selection.tags), *selection.tags]
 
     def _call(
-        self, bucket: Bucket, selection: Selection, scanned_tag: str, limit: int, keys: Sequence[str]
+        self,
+        bucket: Bucket,
+        selection: Selection,
+        scanned_tag: str,
+        limit: int,
+        keys: Sequence[str],
     ) -> ScriptCall:
         return ScriptCall(
             Scripts.invalidate_keys,
@@ -77,9 +82,7 @@ class Invalidator:
             [bucket.prefix, *self._tag_args(selection), scanned_tag, limit, *keys],
         )
 
-    def _apply(
-        self, calls: list[ScriptCall], list_limit: int, result: Invalidated
-    ) -> None:
+    def _apply(self, calls: list[ScriptCall], list_limit: int, result: Invalidated) -> None:
         if not calls:
             return
         for reply in self.scripts.run_pipelined(calls):
@@ -125,7 +128,9 @@ class Invalidator:
                 scan.cursor = int(cursor)
                 if members:
                     keys = [member.decode("utf-8") for member, _score in members]
-                    calls.append(self._call(scan.bucket, selection, scan.scanned_tag, list_limit, keys))
+                    calls.append(
+                        self._call(scan.bucket, selection, scan.scanned_tag, list_limit, keys)
+                    )
                 if scan.cursor != 0:
                     still_active.append(scan)
             self._apply(calls, list_limit, result)
