@@ -46,14 +46,22 @@ def dumps_value(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
-        if "surrogates" in str(exc):
-            raise InvalidRequest(
-                "Value contains a lone UTF-16 surrogate", issue="strings must be valid Unicode"
-            ) from None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-            "utf-8"
-        )
+        if "surrogates" not in str(exc):
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:
+                # orjson stops at the first problem: the big integer can hide a surrogate.
+                pass
+        raise InvalidRequest(
+            "Value contains a lone UTF-16 surrogate", issue="strings must be valid Unicode"
+        ) from None
 
 
 def dumps_response(body: Any) -> bytes:
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # Validation messages key list items by index (``{"tags": {0: [...]}}``); only error
+        # bodies take this slower path.
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)

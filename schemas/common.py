@@ -29,11 +29,26 @@ class StrictBoolean(fields.Boolean):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(truthy={True}, falsy={False}, **kwargs)
 
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        # ``1 in {True}`` holds in Python, so the truthy set alone lets 1 and 0 through.
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return bool(super()._deserialize(value, attr, data, **kwargs))
+
+
+class FullMatch(validate.Regexp):
+    """``validate.Regexp`` uses ``re.match``, whose ``$`` also matches before a final newline."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
 
 def namespace_field(**kwargs: Any) -> fields.String:
     return fields.String(
         load_default=DEFAULT_NAMESPACE,
-        validate=validate.Regexp(NAMESPACE_RE, error="Namespace must match {regex}."),
+        validate=FullMatch(NAMESPACE_RE, error="Namespace must match {regex}."),
         metadata={"description": "Cache namespace; `default` when omitted.", "example": "users"},
         **kwargs,
     )
@@ -41,7 +56,7 @@ def namespace_field(**kwargs: Any) -> fields.String:
 
 def tag_list_field(min_items: int = 0, **kwargs: Any) -> fields.List[str]:
     return fields.List(
-        fields.String(validate=validate.Regexp(TAG_RE, error="Tag must match {regex}.")),
+        fields.String(validate=FullMatch(TAG_RE, error="Tag must match {regex}.")),
         validate=validate.Length(min=min_items, max=MAX_TAGS),
         metadata={"description": f"Up to {MAX_TAGS} tags.", "example": ["user", "profile"]},
         **kwargs,

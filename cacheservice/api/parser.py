@@ -8,6 +8,7 @@ import flask
 import flask_smorest
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from cacheservice.errors import InvalidRequest
 from cacheservice.jsonio import loads_request
@@ -19,6 +20,16 @@ class RequestParser(FlaskParser):
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         data = req.get_data(cache=True)
+        # Werkzeug stops reading a body without Content-Length (chunked) at the limit and
+        # returns what it read, silently cut; a byte left unread means the body was too large.
+        limit = req.max_content_length
+        if (
+            req.content_length is None
+            and limit is not None
+            and len(data) >= limit
+            and req.environ["wsgi.input"].read(1)
+        ):
+            raise RequestEntityTooLarge()
         if not data:
             return missing
         if not is_json_request(req):

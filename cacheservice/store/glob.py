@@ -54,7 +54,8 @@ def _parse_class(pattern: bytes, start: int) -> tuple[_ByteClass, int]:
             members.add(pattern[i + 1])
             i += 2
             continue
-        if i + 2 < len(pattern) and pattern[i + 1] == ord("-") and pattern[i + 2] != ord("]"):
+        # As in Redis, ``-`` always makes a range, even when ``]`` is its end: ``[a-]]``.
+        if i + 2 < len(pattern) and pattern[i + 1] == ord("-"):
             low, high = sorted((byte, pattern[i + 2]))
             members.update(range(low, high + 1))
             i += 3
