@@ -1,0 +1,58 @@
+"""The e2e server: real gunicorn, started once per test session (per xdist worker).
+
+It runs the repository's gunicorn configuration with two workers against this worker's e2e
+Redis database. When a test fails, the tail of the server's log is attached to its report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import BASE_REDIS_URL
+from tests.support.gunicorn_server import GunicornServer
+
+_servers: list[GunicornServer] = []
+
+
+@pytest.fixture(scope="session")
+def e2e_server(
+    e2e_redis_db: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
+    redis_url = f"{BASE_REDIS_URL}/{e2e_redis_db}"
+    env = {
+        "CACHE_REDIS_URL": redis_url,
+        "CACHE_WEB_WORKERS": "2",
+        # Authentication is switched off explicitly: these tests drive the HTTP contract.
+        "CACHE_AUTH_MODE": "disabled",
+        "CACHE_LOG_LEVEL": "INFO",
+    }
+    server = GunicornServer(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").start()
+    _servers.append(server)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    try:
+        yield server
+        assert server.is_running(), f"gunicorn died during the tests:\n{server.log_tail()}"
+    finally:
+        server.stop()
+        _servers.remove(server)
+
+
+@pytest.fixture(scope="session")
+def base_url(e2e_server: GunicornServer) -> str:
+    return e2e_server.base_url
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _servers:
+        report.sections.append(("gunicorn log (tail)", _servers[-1].log_tail()))
+    return report

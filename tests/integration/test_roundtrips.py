@@ -1,0 +1,268 @@
+"""ARCHITECTURE invariants 1 and 2, proven by counting, not timing.
+
+One Redis round trip for a GET (hit counting included), a SET, a DELETE and batch GET/SET of up
+to 1000 keys; no keyspace-wide command ever. Counting uses a connection that records each write
+burst (see ``tests/support/roundtrips.py``), cross-checked with Redis's ``INFO commandstats``.
+
+These tests run against a private ``redis-server``: its script cache and statistics are theirs
+alone, so a parallel test flushing scripts or issuing commands cannot change the counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from cacheservice import create_app
+from cacheservice.store.keys import KeySpace
+from cacheservice.store.scripts import Script, Scripts
+from tests.support.redis_server import RedisServer
+from tests.support.roundtrips import RoundTrips, count_round_trips
+
+NS = "rt"
+ALL_SCRIPTS = [value for value in vars(Scripts).values() if isinstance(value, Script)]
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(Path(tmp_path_factory.mktemp("roundtrip-redis"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def raw(private_redis: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client on the private server, emptied and with every script loaded."""
+    client = private_redis.client()
+    client.flushall()
+    client.script_flush()
+    for script in ALL_SCRIPTS:
+        client.script_load(script.source)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def counted_app(raw: redis.Redis, private_redis: RedisServer) -> Flask:
+    return create_app({"redis_url": private_redis.url})
+
+
+@pytest.fixture
+def round_trips(counted_app: Flask) -> RoundTrips:
+    return count_round_trips(counted_app)
+
+
+@pytest.fixture
+def http(counted_app: Flask) -> FlaskClient:
+    return counted_app.test_client()
+
+
+def put(http: FlaskClient, key: str, value: Any = None, tags: list[str] | None = None) -> None:
+    body = {"key": key, "value": value if value is not None else {"k": key}, "namespace": NS}
+    if tags:
+        body["tags"] = tags
+    response = http.post("/cache", json=body)
+    assert response.status_code in (200, 201), response.get_json()
+
+
+def batch_set_body(keys: list[str]) -> dict[str, Any]:
+    entries = [{"key": key, "value": {"n": n}, "tags": ["batch"]} for n, key in enumerate(keys)]
+    return {"namespace": NS, "entries": entries}
+
+
+def bucket_count(app: Flask, keys: list[str]) -> int:
+    """How many buckets (hash slots) of the namespace ``keys`` fall in."""
+    keyspace = KeySpace(app.extensions["cacheservice"].settings.namespace_buckets)
+    return len({keyspace.bucket(NS, key) for key in keys})
+
+
+def assert_one_round_trip(round_trips: RoundTrips) -> None:
+    assert round_trips.count == 1, round_trips
+
+
+def command_stats(client: redis.Redis) -> Counter[str]:
+    """Calls per command, as ``INFO commandstats`` reports them (lower-case names)."""
+    stats = client.info("commandstats")
+    return Counter(
+        {name.removeprefix("cmdstat_"): int(fields["calls"]) for name, fields in stats.items()}
+    )
+
+
+def stats_delta(before: Counter[str], after: Counter[str]) -> Counter[str]:
+    delta = after.copy()
+    delta.subtract(before)
+    # The INFO call that took the "after" reading counts itself.
+    delta.pop("info", None)
+    return +delta
+
+
+# Counting connection: exactly one write burst per request.
+
+
+def test_get_hit_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips) -> None:
+    put(http, "user:1")
+    round_trips.reset()
+
+    response = http.get(f"/cache/user:1?namespace={NS}&include_metadata=true")
+
+    assert response.status_code == 200
+    assert response.get_json()["hit_count"] == 1
+    assert_one_round_trip(round_trips)
+    assert round_trips.commands() == Counter({"EVALSHA": 1})
+
+
+def test_get_miss_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips) -> None:
+    response = http.get(f"/cache/nobody?namespace={NS}")
+
+    assert response.status_code == 404
+    assert_one_round_trip(round_trips)
+    assert round_trips.commands() == Counter({"EVALSHA": 1})
+
+
+def test_set_with_two_tags_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips) -> None:
+    for expected_status in (201, 200):  # A create and a replace.
+        round_trips.reset()
+        response = http.post(
+            "/cache",
+            json={"key": "user:1", "value": {"a": 1}, "namespace": NS, "tags": ["user", "profile"]},
+        )
+        assert response.status_code == expected_status
+        assert_one_round_trip(round_trips)
+        assert round_trips.commands() == Counter({"EVALSHA": 1})
+
+
+def test_delete_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips) -> None:
+    put(http, "user:1", tags=["user", "profile"])
+    round_trips.reset()
+
+    response = http.delete(f"/cache/user:1?namespace={NS}")
+
+    assert response.status_code == 200
+    assert_one_round_trip(round_trips)
+    assert round_trips.commands() == Counter({"EVALSHA": 1})
+
+
+@pytest.mark.parametrize("size", [500, 1000])
+def test_batch_get_with_half_present_is_one_round_trip(
+    counted_app: Flask, http: FlaskClient, round_trips: RoundTrips, size: int
+) -> None:
+    keys = [f"item:{n}" for n in range(size)]
+    assert http.post("/cache/batch-set", json=batch_set_body(keys[::2])).status_code == 200
+    round_trips.reset()
+
+    response = http.post("/cache/batch", json={"namespace": NS, "keys": keys})
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["total_found"] == size // 2
+    assert body["missing_keys"] == keys[1::2]
+    assert_one_round_trip(round_trips)
+    # One script call per bucket the keys fall in (16 by default), all in the one burst.
+    assert round_trips.commands() == Counter({"EVALSHA": bucket_count(counted_app, keys)})
+
+
+@pytest.mark.parametrize("size", [500, 1000])
+def test_batch_set_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips, size: int) -> None:
+    keys = [f"item:{n}" for n in range(size)]
+
+    response = http.post("/cache/batch-set", json=batch_set_body(keys))
+
+    assert response.status_code == 200
+    assert response.get_json()["total_created"] == size
+    assert_one_round_trip(round_trips)
+    assert round_trips.commands() == Counter({"EVALSHA": size})
+
+
+# INFO commandstats: the server's own account agrees, and nothing scans the keyspace.
+
+
+def test_commandstats_agree_and_no_keyspace_scans(
+    counted_app: Flask, http: FlaskClient, raw: redis.Redis
+) -> None:
+    keys = [f"item:{n}" for n in range(500)]
+    tagged = {"key": "user:1", "value": 1, "namespace": NS, "tags": ["a", "b"]}
+    operations: list[tuple[str, str, str, Any, int]] = [
+        # (name, method, path, json body, EVALSHA calls the server must see)
+        ("set", "post", "/cache", tagged, 1),
+        ("get hit", "get", f"/cache/user:1?namespace={NS}", None, 1),
+        ("get miss", "get", f"/cache/nobody?namespace={NS}", None, 1),
+        ("delete", "delete", f"/cache/user:1?namespace={NS}", None, 1),
+        ("batch-set", "post", "/cache/batch-set", batch_set_body(keys[::2]), 250),
+    ]
+    for name, method, path, body, evalsha_calls in operations:
+        before = command_stats(raw)
+        response = getattr(http, method)(path, json=body)
+        delta = stats_delta(before, command_stats(raw))
+        assert response.status_code < 500, name
+        assert delta["evalsha"] == evalsha_calls, (name, delta)
+        assert "keys" not in delta
+        assert "scan" not in delta
+
+    before = command_stats(raw)
+    response = http.post("/cache/batch", json={"namespace": NS, "keys": keys})
+    delta = stats_delta(before, command_stats(raw))
+    assert response.get_json()["total_found"] == 250
+    # One script call per bucket, all pipelined in the one round trip counted above.
+    assert delta["evalsha"] == bucket_count(counted_app, keys), delta
+
+    # Invalidation walks the namespace's own indexes (ZSCAN), never the keyspace.
+    for body in (
+        {"namespace": NS, "tags": ["batch"]},
+        {"namespace": NS, "pattern": "item:1*"},
+        {"namespace": NS},
+    ):
+        before = command_stats(raw)
+        assert http.post("/cache/invalidate", json=body).status_code == 200
+        delta = stats_delta(before, command_stats(raw))
+        assert "keys" not in delta
+        assert "scan" not in delta
+
+    # Over the whole test, on a server nobody else uses.
+    stats = command_stats(raw)
+    assert stats["keys"] == 0
+    assert stats["scan"] == 0
+
+
+# After a Redis restart or SCRIPT FLUSH the scripts are reloaded, and nothing runs twice.
+
+
+def test_get_after_script_flush_reloads_the_script(
+    http: FlaskClient, raw: redis.Redis, round_trips: RoundTrips
+) -> None:
+    put(http, "user:1", value={"name": "Ada"})
+    raw.script_flush()
+    round_trips.reset()
+
+    response = http.get(f"/cache/user:1?namespace={NS}&include_metadata=true")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["value"] == {"name": "Ada"}
+    assert body["hit_count"] == 1
+    # EVALSHA (NOSCRIPT), SCRIPT LOAD, EVALSHA.
+    assert round_trips.count <= 3, round_trips
+
+
+def test_pipelined_writes_after_script_flush_run_once(http: FlaskClient, raw: redis.Redis) -> None:
+    keys = [f"item:{n}" for n in range(50)]
+    raw.script_flush()
+
+    response = http.post("/cache/batch-set", json=batch_set_body(keys))
+
+    assert response.status_code == 200
+    assert response.get_json()["total_created"] == 50
+    raw.script_flush()
+    response = http.post(
+        "/cache/batch", json={"namespace": NS, "keys": keys, "include_metadata": True}
+    )
+    entries = response.get_json()["entries"]
+    assert [entry["key"] for entry in entries] == keys
+    # A batch retried after NOSCRIPT must not count its hits twice.
+    assert {entry["hit_count"] for entry in entries} == {1}
