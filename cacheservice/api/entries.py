@@ -74,8 +74,8 @@ class Entry(MethodView):
     def get(self, query: dict[str, Any], key: str) -> Response:
         """Get a cache entry
 
-        Every read counts as a hit. The `ETag` identifies the stored value and changes whenever
-        the value is written again; `If-None-Match` with it answers 304.
+        Every read counts as a hit. The `ETag` is a hash of the stored value, so it changes
+        when the value does; `If-None-Match` with it answers 304.
         """
         namespace = query["namespace"]
         entry, now = cache().read(namespace, key)

@@ -5,6 +5,7 @@ A namespace is spread over ``buckets`` hash slots and each entry's data lives in
     cs:{<ns>:<bucket>}:e:<key>   entry hash (value, header fields, metadata)
     cs:{<ns>:<bucket>}:t:<tag>   tag index: sorted set of keys scored by expiry (ms, +inf)
     cs:{<ns>:<bucket>}:idx       namespace index: sorted set of keys scored by expiry
+    cs:{<ns>:<bucket>}:tags      tag registry: the bucket's tags scored by their latest expiry
     cs:{<ns>:<bucket>}:fh        pending hit counts per key, for the statistics flush
     cs:{<ns>:<bucket>}:fa        pending last-access times per key (ms)
     cs:{<ns>:<bucket>}:fm        keys whose metadata changed since the last flush
@@ -47,6 +48,10 @@ class Bucket:
     @property
     def index(self) -> str:
         return f"{self.prefix}idx"
+
+    @property
+    def tag_registry(self) -> str:
+        return f"{self.prefix}tags"
 
     @property
     def pending_hits(self) -> str:
