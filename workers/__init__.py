@@ -1,0 +1,1 @@
+"""Celery worker and beat processes (the metrics pipeline fills this package)."""
