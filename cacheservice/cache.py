@@ -18,6 +18,7 @@ from cacheservice.config import Settings
 from cacheservice.errors import InvalidRequest, KeyExists, KeyNotFound, ServiceError, ValueTooLarge
 from cacheservice.store.entries import EntryStore, NewEntry, StoredEntry, WriteOutcome
 from cacheservice.store.invalidation import Invalidated, Invalidator, Selection
+from cacheservice.store.ratelimit import LimitCheck
 from cacheservice.timefmt import now_ms, to_ms
 from cacheservice.validation import check_key
 
@@ -61,10 +62,12 @@ class Cache:
 
     # Reads
 
-    def read(self, namespace: str, key: str) -> tuple[StoredEntry, int]:
+    def read(
+        self, namespace: str, key: str, guard: LimitCheck | None = None
+    ) -> tuple[StoredEntry, int]:
         check_key(key)
         now = self.clock()
-        entry = self.entries.get(namespace, key, now)
+        entry = self.entries.get(namespace, key, now, guard)
         if entry is None:
             raise KeyNotFound(key=key, namespace=namespace)
         return entry, now
@@ -100,10 +103,16 @@ class Cache:
         etag = hashlib.blake2b(encoded.blob, digest_size=12).hexdigest()
         return NewEntry(write.key, encoded, ttl, expires_ms, tuple(dict.fromkeys(write.tags)), etag)
 
-    def write(self, namespace: str, write: EntryWrite, overwrite: bool) -> Written:
+    def write(
+        self,
+        namespace: str,
+        write: EntryWrite,
+        overwrite: bool,
+        guard: LimitCheck | None = None,
+    ) -> Written:
         now = self.clock()
         entry = self._prepare(write, now)
-        outcome = self.entries.set(namespace, entry, overwrite, now)
+        outcome = self.entries.set(namespace, entry, overwrite, now, guard)
         if outcome.refused:
             raise KeyExists(key=write.key, namespace=namespace)
         return Written(entry, outcome)
@@ -138,10 +147,10 @@ class Cache:
                 results[position] = Written(entry, outcome)
         return [result for result in results if result is not None]
 
-    def delete(self, namespace: str, key: str) -> int:
+    def delete(self, namespace: str, key: str, guard: LimitCheck | None = None) -> int:
         check_key(key)
         now = self.clock()
-        if not self.entries.delete(namespace, key):
+        if not self.entries.delete(namespace, key, now, guard):
             raise KeyNotFound(key=key, namespace=namespace)
         return now
 

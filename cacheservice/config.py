@@ -41,6 +41,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    return tuple(item.strip() for item in raw.replace(" ", ",").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web app and the workers are configured with."""
@@ -62,6 +67,26 @@ class Settings:
     max_json_depth: int = 64
     max_batch_keys: int = 1000
     log_level: str = "INFO"
+    # Access control (see cacheservice/auth.py).
+    auth_mode: str = "jwt"
+    jwt_secret: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_algorithms: tuple[str, ...] = ()
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 30
+    # Rate limits as "<count>/<second|minute|hour|day>", per verified subject.
+    rate_limit_cache: str = "10000/hour"
+    rate_limit_batch: str = "1000/hour"
+    rate_limit_statistics: str = "100/hour"
+    rate_limit_health: str = "1000/hour"
+    rate_limit_sessions: str = "10000/hour"
+    # A separate Redis for limiter state; unset means the cache's own Redis, which lets the
+    # limit check ride in the same script call as the cache operation.
+    rate_limit_redis_url: str | None = None
+    # How many proxies (nginx) in front of gunicorn append to X-Forwarded-For; the client
+    # address of anonymous requests is read from there when this is above 0.
+    proxy_count: int = 0
     # gunicorn (read by cacheservice/gunicorn_conf.py).
     web_bind: str = "127.0.0.1:8000"
     web_workers: int = 0  # 0 = one per CPU core
@@ -90,6 +115,22 @@ class Settings:
             max_json_depth=_int(env, "CACHE_MAX_JSON_DEPTH", 64, minimum=2),
             max_batch_keys=_int(env, "CACHE_MAX_BATCH_KEYS", 1000, minimum=1),
             log_level=(env.get("CACHE_LOG_LEVEL") or "INFO").upper(),
+            auth_mode=env.get("CACHE_AUTH_MODE") or cls.auth_mode,
+            jwt_secret=env.get("CACHE_JWT_SECRET") or None,
+            jwt_public_key_file=env.get("CACHE_JWT_PUBLIC_KEY_FILE") or None,
+            jwt_algorithms=_list(env, "CACHE_JWT_ALGORITHMS"),
+            jwt_issuer=env.get("CACHE_JWT_ISSUER") or None,
+            jwt_audience=env.get("CACHE_JWT_AUDIENCE") or None,
+            jwt_leeway_seconds=_int(env, "CACHE_JWT_LEEWAY", 30),
+            rate_limit_cache=env.get("CACHE_RATE_LIMIT_CACHE") or cls.rate_limit_cache,
+            rate_limit_batch=env.get("CACHE_RATE_LIMIT_BATCH") or cls.rate_limit_batch,
+            rate_limit_statistics=(
+                env.get("CACHE_RATE_LIMIT_STATISTICS") or cls.rate_limit_statistics
+            ),
+            rate_limit_health=env.get("CACHE_RATE_LIMIT_HEALTH") or cls.rate_limit_health,
+            rate_limit_sessions=env.get("CACHE_RATE_LIMIT_SESSIONS") or cls.rate_limit_sessions,
+            rate_limit_redis_url=env.get("CACHE_RATE_LIMIT_REDIS_URL") or None,
+            proxy_count=_int(env, "CACHE_PROXY_COUNT", 0),
             web_bind=env.get("CACHE_WEB_BIND") or cls.web_bind,
             web_workers=_int(env, "CACHE_WEB_WORKERS", 0),
             web_worker_class=env.get("CACHE_WEB_WORKER_CLASS") or cls.web_worker_class,

@@ -59,3 +59,25 @@ class ServiceUnavailable(ServiceError):
     status = 503
     code = "service_unavailable"
     message = "A store the service needs is unavailable"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+    message = "A valid bearer token is required"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+    message = "The token's scopes do not allow this request"
+
+
+class RateLimitExceeded(ServiceError):
+    status = 429
+    code = "rate_limit_exceeded"
+    message = "Cache rate limit exceeded"
+
+    def __init__(self, limit: int, reset_time: str, retry_after: int) -> None:
+        super().__init__(limit=limit, remaining=0, reset_time=reset_time)
+        self.retry_after = retry_after

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, current_app
 
+from cacheservice.access import AccessControl
 from cacheservice.cache import Cache
 from cacheservice.config import Settings
+from cacheservice.limits import RateLimiter
 from cacheservice.store.connection import connect
 from cacheservice.store.entries import EntryStore
 from cacheservice.store.invalidation import Invalidator
@@ -22,6 +24,7 @@ class Services:
     settings: Settings
     redis: redis.Redis
     cache: Cache
+    access: AccessControl
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -30,7 +33,8 @@ class Services:
         client = connect(settings)
         keyspace = KeySpace(settings.namespace_buckets)
         cache = Cache(settings, EntryStore(client, keyspace), Invalidator(client, keyspace))
-        return cls(settings, client, cache)
+        access = AccessControl.build(settings, RateLimiter.build(settings, client))
+        return cls(settings, client, cache, access)
 
     @classmethod
     def init_app(cls, app: Flask, settings: Settings) -> Services:

@@ -9,7 +9,8 @@ never see each other's keys and a developer's data in database 0 is never touche
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cacheservice import create_app
+from tests.support.auth import TEST_JWT_SECRET, authorized_client
 
 BASE_REDIS_URL = os.environ.get("CACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 FIRST_TEST_DB = 10
@@ -52,11 +54,30 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+AppFactory = Callable[..., Flask]
+
+
+def app_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings of a test app: authentication on, with the test secret."""
+    return {"redis_url": redis_url, "jwt_secret": TEST_JWT_SECRET, **overrides}
+
+
 @pytest.fixture
-def app(redis_client: redis.Redis, redis_url: str) -> Flask:
-    return create_app({"redis_url": redis_url})
+def make_app(redis_client: redis.Redis, redis_url: str) -> AppFactory:
+    """Build an app on the test database with some settings overridden."""
+
+    def make(**overrides: Any) -> Flask:
+        return create_app(app_settings(redis_url, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A client whose token carries every scope (the scope matrix has its own tests)."""
+    return authorized_client(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from cacheservice.api import batch, entries, invalidation
+from cacheservice.api.access import init_access
 from cacheservice.api.errors import Api, register_error_handlers
 
 OPENAPI_SETTINGS = {
@@ -26,4 +27,5 @@ def init_api(app: Flask) -> Api:
     for blueprint in (batch.blp, invalidation.blp, entries.blp):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
+    init_access(app)
     return api

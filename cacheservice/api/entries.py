@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, request
 from flask.views import MethodView
 
+from cacheservice.api.access import folded_limit_check
 from cacheservice.api.parser import Blueprint
 from cacheservice.api.render import entry_body, json_response
 from cacheservice.cache import EntryWrite
@@ -51,7 +52,9 @@ class Entries(MethodView):
         Replacing an entry replaces its tags.
         """
         namespace = body["namespace"]
-        written = cache().write(namespace, entry_write(body), overwrite=body["overwrite"])
+        written = cache().write(
+            namespace, entry_write(body), overwrite=body["overwrite"], guard=folded_limit_check()
+        )
         return json_response(
             {
                 "key": written.entry.key,
@@ -78,7 +81,7 @@ class Entry(MethodView):
         when the value does; `If-None-Match` with it answers 304.
         """
         namespace = query["namespace"]
-        entry, now = cache().read(namespace, key)
+        entry, now = cache().read(namespace, key, guard=folded_limit_check())
         etag = f'"{entry.etag}"'
         if request.if_none_match.contains(entry.etag):
             return Response(status=304, headers={"ETag": etag})
@@ -91,7 +94,7 @@ class Entry(MethodView):
     def delete(self, query: dict[str, Any], key: str) -> Response:
         """Delete a cache entry"""
         namespace = query["namespace"]
-        deleted_at = cache().delete(namespace, key)
+        deleted_at = cache().delete(namespace, key, guard=folded_limit_check())
         return json_response(
             {
                 "key": key,

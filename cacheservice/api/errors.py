@@ -16,7 +16,15 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from cacheservice.api.render import json_response
-from cacheservice.errors import InvalidKey, ServiceError, ServiceUnavailable
+from cacheservice.errors import (
+    InvalidKey,
+    RateLimitExceeded,
+    ServiceError,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from cacheservice.store.ratelimit import RateLimited
+from cacheservice.timefmt import format_ms
 from schemas.common import ErrorSchema
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,30 @@ def _validation_details(messages: Any) -> dict[str, Any]:
             else:
                 details.setdefault("_schema", location_messages)
     return details
+
+
+def unauthorized_response(error: Unauthorized) -> Response:
+    challenge = 'Bearer realm="cacheservice"'
+    if "reason" in error.details:
+        challenge += ', error="invalid_token"'
+    return error_response(error, headers={"WWW-Authenticate": challenge})
+
+
+def rate_limited_response(limited: RateLimited) -> Response:
+    outcome = limited.outcome
+    reset_seconds = -(-outcome.reset_ms // 1000)
+    error = RateLimitExceeded(
+        limit=outcome.limit,
+        reset_time=format_ms(outcome.reset_ms) or "",
+        retry_after=max(1, -(-outcome.retry_after_ms // 1000)),
+    )
+    headers = {
+        "Retry-After": str(error.retry_after),
+        "X-RateLimit-Limit": str(outcome.limit),
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(reset_seconds),
+    }
+    return error_response(error, headers=headers)
 
 
 def http_error_response(error: HTTPException) -> Response:
@@ -106,6 +138,8 @@ class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(Unauthorized, unauthorized_response)
+    app.register_error_handler(RateLimited, rate_limited_response)
     app.register_error_handler(ServiceError, error_response)
     app.register_error_handler(redis.RedisError, redis_error_response)
     app.before_request(reject_invalid_utf8_path)

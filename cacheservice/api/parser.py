@@ -6,6 +6,7 @@ from typing import Any
 
 import flask
 import flask_smorest
+from flask import g, request
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -15,30 +16,49 @@ from cacheservice.jsonio import loads_request
 from cacheservice.services import services
 
 
+def request_json() -> Any:
+    """The request's JSON body, parsed once (access control and the argument parser share it).
+
+    ``None`` when the body is empty; the contract's 400 when it is not JSON or too deep, and
+    413 when it is too large.
+    """
+    if "json_body" in g:
+        return g.json_body
+    data = _read_body(request)
+    if not data:
+        g.json_body = None
+    elif not is_json_request(request):
+        raise InvalidRequest(
+            "Request body must be JSON",
+            content_type=request.mimetype or None,
+            expected="application/json",
+        )
+    else:
+        g.json_body = loads_request(data, services().settings.max_json_depth)
+    return g.json_body
+
+
+def _read_body(req: flask.Request) -> bytes:
+    data = req.get_data(cache=True)
+    # Werkzeug stops reading a body without Content-Length (chunked) at the limit and
+    # returns what it read, silently cut; a byte left unread means the body was too large.
+    limit = req.max_content_length
+    if (
+        req.content_length is None
+        and limit is not None
+        and len(data) >= limit
+        and req.environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+    return data
+
+
 class RequestParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
-    def _raw_load_json(self, req: flask.Request) -> Any:
-        data = req.get_data(cache=True)
-        # Werkzeug stops reading a body without Content-Length (chunked) at the limit and
-        # returns what it read, silently cut; a byte left unread means the body was too large.
-        limit = req.max_content_length
-        if (
-            req.content_length is None
-            and limit is not None
-            and len(data) >= limit
-            and req.environ["wsgi.input"].read(1)
-        ):
-            raise RequestEntityTooLarge()
-        if not data:
-            return missing
-        if not is_json_request(req):
-            raise InvalidRequest(
-                "Request body must be JSON",
-                content_type=req.mimetype or None,
-                expected="application/json",
-            )
-        return loads_request(data, services().settings.max_json_depth)
+    def _raw_load_json(self, req: flask.Request) -> Any:  # noqa: ARG002  # the request in flight
+        body = request_json()
+        return missing if body is None else body
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped

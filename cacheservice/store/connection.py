@@ -9,7 +9,7 @@ from redis.retry import Retry
 from cacheservice.config import Settings
 
 
-def connect(settings: Settings) -> redis.Redis:
+def connect(settings: Settings, url: str | None = None) -> redis.Redis:
     """A client over a blocking pool with pinned timeouts and no automatic retries.
 
     redis-py retries failed commands three times by default; a retried HINCRBY could count a
@@ -17,7 +17,7 @@ def connect(settings: Settings) -> redis.Redis:
     answers 503 instead and the client reconnects on the next request.
     """
     pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
+        url or settings.redis_url,
         max_connections=settings.redis_max_connections,
         # How long a request may wait for a free pooled connection before it is a 503.
         timeout=settings.redis_connect_timeout,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from cacheservice.codec import EncodedValue
 from cacheservice.store.keys import Bucket, KeySpace
-from cacheservice.store.scripts import ScriptCall, Scripts
+from cacheservice.store.ratelimit import LimitCheck
+from cacheservice.store.scripts import Script, ScriptCall, Scripts
 
 STATUS_EXISTS, STATUS_CREATED, STATUS_REPLACED = 0, 1, 2
 
@@ -88,9 +90,35 @@ class WriteOutcome:
 
 
 class EntryStore:
+    """Entry operations; single-entry ones can carry a rate limit check in the same call."""
+
     def __init__(self, client: redis.Redis, keyspace: KeySpace) -> None:
         self.scripts = Scripts(client)
         self.keyspace = keyspace
+
+    def _run(self, call: ScriptCall, guard: LimitCheck | None, guarded: Script, now_ms: int) -> Any:
+        """Run ``call``; with a guard, run ``guarded`` (the same script behind the limit check).
+
+        Raises ``RateLimited`` when the limiter refused; the operation then did not run.
+        """
+        if guard is None:
+            return self.scripts.run(call)
+        reply = self.scripts.run(
+            ScriptCall(
+                guarded,
+                [*guard.script_keys(), *call.keys],
+                [*guard.script_args(now_ms), *call.args],
+            )
+        )
+        guard.settle(reply[0])
+        return reply[1]
+
+    def _get_call(self, bucket: Bucket, keys: list[str], now_ms: int) -> ScriptCall:
+        return ScriptCall(
+            Scripts.get_entries,
+            [bucket.pending_hits, bucket.pending_access, *map(bucket.entry, keys)],
+            [now_ms, *keys],
+        )
 
     def get_many(self, namespace: str, keys: Iterable[str], now_ms: int) -> dict[str, StoredEntry]:
         """Read entries and count their hits: one script call per bucket, one pipeline."""
@@ -98,17 +126,9 @@ class EntryStore:
         for key in keys:
             by_bucket[self.keyspace.bucket(namespace, key)].append(key)
         calls = [
-            ScriptCall(
-                Scripts.get_entries,
-                [bucket.pending_hits, bucket.pending_access, *map(bucket.entry, bucket_keys)],
-                [now_ms, *bucket_keys],
-            )
-            for bucket, bucket_keys in by_bucket.items()
+            self._get_call(bucket, bucket_keys, now_ms) for bucket, bucket_keys in by_bucket.items()
         ]
-        if len(calls) == 1:
-            replies = [self.scripts.run(calls[0])]
-        else:
-            replies = self.scripts.run_pipelined(calls)
+        replies = self.scripts.run_pipelined(calls)
         found: dict[str, StoredEntry] = {}
         for bucket_keys, reply in zip(by_bucket.values(), replies, strict=True):
             for key, flat in zip(bucket_keys, reply, strict=True):
@@ -116,8 +136,12 @@ class EntryStore:
                     found[key] = StoredEntry.from_fields(key, flat)
         return found
 
-    def get(self, namespace: str, key: str, now_ms: int) -> StoredEntry | None:
-        return self.get_many(namespace, [key], now_ms).get(key)
+    def get(
+        self, namespace: str, key: str, now_ms: int, guard: LimitCheck | None = None
+    ) -> StoredEntry | None:
+        call = self._get_call(self.keyspace.bucket(namespace, key), [key], now_ms)
+        (flat,) = self._run(call, guard, Scripts.guarded_get_entries, now_ms)
+        return StoredEntry.from_fields(key, flat) if flat else None
 
     def _set_call(
         self, namespace: str, entry: NewEntry, overwrite: bool, now_ms: int
@@ -148,8 +172,16 @@ class EntryStore:
             ],
         )
 
-    def set(self, namespace: str, entry: NewEntry, overwrite: bool, now_ms: int) -> WriteOutcome:
-        status, created_ms = self.scripts.run(self._set_call(namespace, entry, overwrite, now_ms))
+    def set(
+        self,
+        namespace: str,
+        entry: NewEntry,
+        overwrite: bool,
+        now_ms: int,
+        guard: LimitCheck | None = None,
+    ) -> WriteOutcome:
+        call = self._set_call(namespace, entry, overwrite, now_ms)
+        status, created_ms = self._run(call, guard, Scripts.guarded_set_entry, now_ms)
         return WriteOutcome(int(status), int(created_ms))
 
     def set_many(
@@ -162,7 +194,9 @@ class EntryStore:
         replies = self.scripts.run_pipelined(calls)
         return [WriteOutcome(int(status), int(created)) for status, created in replies]
 
-    def delete(self, namespace: str, key: str) -> bool:
+    def delete(
+        self, namespace: str, key: str, now_ms: int, guard: LimitCheck | None = None
+    ) -> bool:
         bucket = self.keyspace.bucket(namespace, key)
         call = ScriptCall(Scripts.delete_entry, [bucket.entry(key)], [bucket.prefix, key])
-        return bool(self.scripts.run(call))
+        return bool(self._run(call, guard, Scripts.guarded_delete_entry, now_ms))

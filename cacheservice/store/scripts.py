@@ -19,6 +19,10 @@ from redis.exceptions import NoScriptError
 KeyOrArg = str | bytes | int | float
 
 
+def _read(name: str) -> bytes:
+    return resources.files("cacheservice.store").joinpath(f"scripts/{name}.lua").read_bytes()
+
+
 @dataclass(frozen=True)
 class Script:
     name: str
@@ -26,10 +30,35 @@ class Script:
     sha: str
 
     @classmethod
-    def load(cls, name: str) -> Script:
-        source = resources.files("cacheservice.store").joinpath(f"scripts/{name}.lua").read_bytes()
+    def from_source(cls, name: str, source: bytes) -> Script:
         # SHA-1 here is Redis's script identifier, not a security measure.
         return cls(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
+
+    @classmethod
+    def load(cls, name: str) -> Script:
+        return cls.from_source(name, _read(name))
+
+    @classmethod
+    def with_rate_limit_library(cls, name: str) -> Script:
+        return cls.from_source(name, _read("rate_limit") + b"\n" + _read(name))
+
+    def guarded(self) -> Script:
+        """This script behind a rate limit check, in the same call (see guarded_prologue.lua).
+
+        Call it with the limiter key before the script's keys and (limit, window_ms, now_ms)
+        before its arguments; it replies ``[limit_reply]`` when refused, else
+        ``[limit_reply, this_script_reply]``.
+        """
+        source = b"\n".join(
+            (
+                _read("rate_limit"),
+                _read("guarded_prologue"),
+                self.source,
+                b"end",
+                b"return {limited, operation()}",
+            )
+        )
+        return Script.from_source(f"{self.name}+rate_limit", source)
 
 
 @dataclass(frozen=True)
@@ -47,6 +76,10 @@ class Scripts:
     delete_entry = Script.load("delete_entry")
     invalidate_keys = Script.load("invalidate_keys")
     prune_bucket = Script.load("prune_bucket")
+    rate_limit = Script.with_rate_limit_library("rate_limit_only")
+    guarded_get_entries = get_entries.guarded()
+    guarded_set_entry = set_entry.guarded()
+    guarded_delete_entry = delete_entry.guarded()
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -62,9 +95,10 @@ class Scripts:
     def run_pipelined(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Many script calls in one round trip; results in call order.
 
-        Errors other than NOSCRIPT are raised after the whole pipeline ran, so one failing call
-        cannot hide which others succeeded from the caller's retry logic.
+        A reply other than NOSCRIPT that is an error is raised once the pipeline has run.
         """
+        if len(calls) == 1:
+            return [self.run(calls[0])]
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for attempt in range(2):

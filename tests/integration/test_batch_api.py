@@ -6,11 +6,11 @@ import base64
 from typing import Any
 
 import pytest
-import redis
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from cacheservice import create_app
+from tests.conftest import AppFactory
+from tests.support.auth import authorized_client
 
 
 def put(client: FlaskClient, key: str, value: Any = "v", **fields: Any) -> None:
@@ -196,8 +196,8 @@ def test_batch_set_stores_every_entry(client: FlaskClient) -> None:
     assert invalidated.get_json()["total_invalidated"] == 2
 
 
-def test_batch_set_mixed_items_fail_alone(redis_client: redis.Redis, redis_url: str) -> None:
-    client = create_app({"redis_url": redis_url, "max_value_bytes": 100}).test_client()
+def test_batch_set_mixed_items_fail_alone(make_app: AppFactory) -> None:
+    client = authorized_client(make_app(max_value_bytes=100))
     put(client, "existing", "old")
     response = batch_set(
         client,

@@ -13,8 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from cacheservice import create_app
 from cacheservice.store.keys import KeySpace
+from tests.conftest import AppFactory
+from tests.support.auth import authorized_client
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 METADATA_FIELDS = {
@@ -104,8 +105,8 @@ def test_default_ttl_is_3600(client: FlaskClient, redis_client: redis.Redis, app
     assert metadata(client, "k")["ttl"] == 3600
 
 
-def test_configured_default_ttl(redis_client: redis.Redis, redis_url: str) -> None:
-    client = create_app({"redis_url": redis_url, "default_ttl": 90}).test_client()
+def test_configured_default_ttl(make_app: AppFactory) -> None:
+    client = authorized_client(make_app(default_ttl=90))
     assert put(client, "k").get_json()["ttl"] == 90
 
 
@@ -330,8 +331,8 @@ def test_longest_and_unusual_keys_are_accepted(client: FlaskClient, key: str) ->
     assert response.get_json()["entries"][0]["key"] == key
 
 
-def test_value_too_large(redis_client: redis.Redis, redis_url: str) -> None:
-    client = create_app({"redis_url": redis_url, "max_value_bytes": 100}).test_client()
+def test_value_too_large(make_app: AppFactory) -> None:
+    client = authorized_client(make_app(max_value_bytes=100))
     # A JSON string of 98 characters is 100 bytes with its quotes: the limit, allowed.
     assert put(client, "fits", "x" * 98).status_code == 201
     response = put(client, "big", "x" * 99)
@@ -343,10 +344,8 @@ def test_value_too_large(redis_client: redis.Redis, redis_url: str) -> None:
     assert get(client, "big").status_code == 404
 
 
-def test_value_too_large_counts_decoded_binary_bytes(
-    redis_client: redis.Redis, redis_url: str
-) -> None:
-    client = create_app({"redis_url": redis_url, "max_value_bytes": 100}).test_client()
+def test_value_too_large_counts_decoded_binary_bytes(make_app: AppFactory) -> None:
+    client = authorized_client(make_app(max_value_bytes=100))
     # 100 raw bytes are 136 characters of base64: it is the raw size that counts.
     assert (
         put(client, "b", base64.b64encode(b"\0" * 100).decode(), type="binary").status_code == 201

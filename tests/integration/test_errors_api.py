@@ -10,8 +10,9 @@ import redis
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from cacheservice import create_app
 from cacheservice.store.entries import EntryStore
+from tests.conftest import AppFactory
+from tests.support.auth import authorized_client
 
 
 def envelope(response: TestResponse, status: int, code: str) -> dict[str, Any]:
@@ -57,8 +58,8 @@ def test_wrong_method_is_405_with_allow(
     assert allowed <= set(body["details"]["allowed"])
 
 
-def test_body_over_the_limit_is_413(redis_client: redis.Redis, redis_url: str) -> None:
-    client = create_app({"redis_url": redis_url, "max_body_bytes": 2048}).test_client()
+def test_body_over_the_limit_is_413(make_app: AppFactory) -> None:
+    client = authorized_client(make_app(max_body_bytes=2048))
     small = {"key": "k", "value": "x" * 1900}
     assert client.post("/cache", json=small).status_code == 201
     response = client.post("/cache", json={"key": "big", "value": "x" * 2100})
@@ -167,7 +168,7 @@ def test_unhandled_exception_is_500_without_a_trace(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(EntryStore, "get_many", explode)
+    monkeypatch.setattr(EntryStore, "get", explode)
     response = client.get("/cache/k")
     body = envelope(response, 500, "internal_error")
     assert body["details"] == {}

@@ -21,6 +21,8 @@ from cacheservice import create_app
 from cacheservice.store.keys import KeySpace
 from cacheservice.store.pruning import prune_namespace
 from cacheservice.timefmt import now_ms
+from tests.conftest import app_settings
+from tests.support.auth import authorized_client
 
 NS = "race"
 HOT = "hot"
@@ -38,7 +40,7 @@ def race_app(redis_client: redis.Redis, redis_url: str) -> Flask:
     # Generous socket timeouts: on a loaded machine a timed-out write is a 503 whose effect is
     # unknown, which would make the exact accounting below impossible.
     return create_app(
-        {"redis_url": redis_url, "redis_socket_timeout": 10.0, "redis_connect_timeout": 10.0}
+        app_settings(redis_url, redis_socket_timeout=10.0, redis_connect_timeout=10.0)
     )
 
 
@@ -108,7 +110,7 @@ def test_tag_invalidation_racing_writers_leaves_no_tagged_entry(
     def writer(seed: int) -> Callable[[], None]:
         def write() -> None:
             rng = random.Random(seed)
-            http = race_app.test_client()
+            http = authorized_client(race_app)
             created = 0
             start.wait()
             for n in range(WRITES_PER_WRITER):
@@ -126,7 +128,7 @@ def test_tag_invalidation_racing_writers_leaves_no_tagged_entry(
         return write
 
     def invalidator() -> None:
-        http = race_app.test_client()
+        http = authorized_client(race_app)
         start.wait()
         while not writers_done.is_set():
             response = http.post("/cache/invalidate", json={"namespace": NS, "tags": [HOT]})
@@ -147,7 +149,7 @@ def test_tag_invalidation_racing_writers_leaves_no_tagged_entry(
     # The race really raced: invalidations ran while writes were going on.
     assert len(invalidated_totals) >= INVALIDATORS
 
-    http = race_app.test_client()
+    http = authorized_client(race_app)
     final = http.post("/cache/invalidate", json={"namespace": NS, "tags": [HOT]})
     assert final.status_code == 200
     invalidated_totals.append(final.get_json()["total_invalidated"])
@@ -184,7 +186,7 @@ def test_tag_invalidation_racing_writers_leaves_no_tagged_entry(
 def test_expired_entries_are_pruned_from_indexes(
     race_app: Flask, redis_client: redis.Redis
 ) -> None:
-    http = race_app.test_client()
+    http = authorized_client(race_app)
     short_keys = [f"short:{n}" for n in range(5)]
     long_keys = ["long:0", "long:1"]
     for key in short_keys:

@@ -16,6 +16,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from cacheservice import create_app
+from tests.conftest import app_settings
+from tests.support.auth import authorized_client
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
@@ -50,12 +52,12 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def app(server: RedisServer) -> Flask:
-    return create_app({"redis_url": server.url})
+    return create_app(app_settings(server.url))
 
 
 @pytest.fixture
 def http(app: Flask) -> FlaskClient:
-    return app.test_client()
+    return authorized_client(app)
 
 
 def store_user(http: FlaskClient) -> None:
@@ -132,7 +134,7 @@ def test_frozen_redis_gives_503_within_the_socket_timeout(
 
 
 def test_redis_never_up_gives_503() -> None:
-    app = create_app({"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
-    http = app.test_client()
+    app = create_app(app_settings(f"redis://127.0.0.1:{free_port()}/0"))
+    http = authorized_client(app)
     for name in REQUESTS:
         assert_unavailable_quickly(http, name)

@@ -1,7 +1,9 @@
 """ARCHITECTURE invariants 1 and 2, proven by counting, not timing.
 
-One Redis round trip for a GET (hit counting included), a SET, a DELETE and batch GET/SET of up
-to 1000 keys; no keyspace-wide command ever. Counting uses a connection that records each write
+One Redis round trip for a GET (hit counting and the rate limit check included), a SET and a
+DELETE; batch GET/SET of up to 1000 keys is one round trip of data plus one for the rate limit
+check, which cannot ride in a multi-bucket pipeline without letting a refused request run part
+of its work. No keyspace-wide command ever. Counting uses a connection that records each write
 burst (see ``tests/support/roundtrips.py``), cross-checked with Redis's ``INFO commandstats``.
 
 These tests run against a private ``redis-server``: its script cache and statistics are theirs
@@ -23,6 +25,8 @@ from flask.testing import FlaskClient
 from cacheservice import create_app
 from cacheservice.store.keys import KeySpace
 from cacheservice.store.scripts import Script, Scripts
+from tests.conftest import app_settings
+from tests.support.auth import authorized_client
 from tests.support.redis_server import RedisServer
 from tests.support.roundtrips import RoundTrips, count_round_trips
 
@@ -51,7 +55,8 @@ def raw(private_redis: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def counted_app(raw: redis.Redis, private_redis: RedisServer) -> Flask:
-    return create_app({"redis_url": private_redis.url})
+    # Authentication and rate limiting are on, as in production.
+    return create_app(app_settings(private_redis.url))
 
 
 @pytest.fixture
@@ -61,7 +66,7 @@ def round_trips(counted_app: Flask) -> RoundTrips:
 
 @pytest.fixture
 def http(counted_app: Flask) -> FlaskClient:
-    return counted_app.test_client()
+    return authorized_client(counted_app)
 
 
 def put(http: FlaskClient, key: str, value: Any = None, tags: list[str] | None = None) -> None:
@@ -85,6 +90,12 @@ def bucket_count(app: Flask, keys: list[str]) -> int:
 
 def assert_one_round_trip(round_trips: RoundTrips) -> None:
     assert round_trips.count == 1, round_trips
+
+
+def assert_limit_check_then_one_round_trip(round_trips: RoundTrips) -> None:
+    """A batch: the rate limit check (one script call), then all the data in one burst."""
+    assert round_trips.count == 2, round_trips
+    assert round_trips.bursts[0] == ["EVALSHA"], round_trips
 
 
 def command_stats(client: redis.Redis) -> Counter[str]:
@@ -150,7 +161,7 @@ def test_delete_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips) ->
 
 
 @pytest.mark.parametrize("size", [500, 1000])
-def test_batch_get_with_half_present_is_one_round_trip(
+def test_batch_get_with_half_present_is_one_data_round_trip(
     counted_app: Flask, http: FlaskClient, round_trips: RoundTrips, size: int
 ) -> None:
     keys = [f"item:{n}" for n in range(size)]
@@ -163,21 +174,23 @@ def test_batch_get_with_half_present_is_one_round_trip(
     body = response.get_json()
     assert body["total_found"] == size // 2
     assert body["missing_keys"] == keys[1::2]
-    assert_one_round_trip(round_trips)
+    assert_limit_check_then_one_round_trip(round_trips)
     # One script call per bucket the keys fall in (16 by default), all in the one burst.
-    assert round_trips.commands() == Counter({"EVALSHA": bucket_count(counted_app, keys)})
+    assert round_trips.commands() == Counter({"EVALSHA": bucket_count(counted_app, keys) + 1})
 
 
 @pytest.mark.parametrize("size", [500, 1000])
-def test_batch_set_is_one_round_trip(http: FlaskClient, round_trips: RoundTrips, size: int) -> None:
+def test_batch_set_is_one_data_round_trip(
+    http: FlaskClient, round_trips: RoundTrips, size: int
+) -> None:
     keys = [f"item:{n}" for n in range(size)]
 
     response = http.post("/cache/batch-set", json=batch_set_body(keys))
 
     assert response.status_code == 200
     assert response.get_json()["total_created"] == size
-    assert_one_round_trip(round_trips)
-    assert round_trips.commands() == Counter({"EVALSHA": size})
+    assert_limit_check_then_one_round_trip(round_trips)
+    assert round_trips.commands() == Counter({"EVALSHA": size + 1})
 
 
 # INFO commandstats: the server's own account agrees, and nothing scans the keyspace.
@@ -194,7 +207,7 @@ def test_commandstats_agree_and_no_keyspace_scans(
         ("get hit", "get", f"/cache/user:1?namespace={NS}", None, 1),
         ("get miss", "get", f"/cache/nobody?namespace={NS}", None, 1),
         ("delete", "delete", f"/cache/user:1?namespace={NS}", None, 1),
-        ("batch-set", "post", "/cache/batch-set", batch_set_body(keys[::2]), 250),
+        ("batch-set", "post", "/cache/batch-set", batch_set_body(keys[::2]), 250 + 1),
     ]
     for name, method, path, body, evalsha_calls in operations:
         before = command_stats(raw)
@@ -209,8 +222,8 @@ def test_commandstats_agree_and_no_keyspace_scans(
     response = http.post("/cache/batch", json={"namespace": NS, "keys": keys})
     delta = stats_delta(before, command_stats(raw))
     assert response.get_json()["total_found"] == 250
-    # One script call per bucket, all pipelined in the one round trip counted above.
-    assert delta["evalsha"] == bucket_count(counted_app, keys), delta
+    # The limit check, then one script call per bucket, pipelined in one round trip.
+    assert delta["evalsha"] == bucket_count(counted_app, keys) + 1, delta
 
     # Invalidation walks the namespace's own indexes (ZSCAN), never the keyspace.
     for body in (
