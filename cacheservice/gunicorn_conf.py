@@ -29,6 +29,8 @@ graceful_timeout = 20
 max_requests = _settings.web_max_requests
 max_requests_jitter = max_requests // 10
 accesslog = _settings.web_access_log
+# The worker pid shows which process served a request (balance checks, debugging).
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # Trust X-Forwarded-* only from the nginx in front of us (loopback by default).
