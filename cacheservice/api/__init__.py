@@ -7,6 +7,7 @@ from flask import Flask
 from cacheservice.api import batch, entries, invalidation
 from cacheservice.api.access import init_access
 from cacheservice.api.errors import Api, register_error_handlers
+from cacheservice.api.openapi import BEARER_JWT, SECURITY_SCHEME, AccessDocsPlugin
 
 OPENAPI_SETTINGS = {
     "API_TITLE": "Cache Service",
@@ -22,7 +23,8 @@ OPENAPI_SETTINGS = {
 def init_api(app: Flask) -> Api:
     for name, value in OPENAPI_SETTINGS.items():
         app.config.setdefault(name, value)
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": [AccessDocsPlugin()]})
+    api.spec.components.security_scheme(SECURITY_SCHEME, BEARER_JWT)
     # Static routes (/cache/batch ...) are matched before the /cache/<path:key> converter.
     for blueprint in (batch.blp, invalidation.blp, entries.blp):
         api.register_blueprint(blueprint)
