@@ -28,6 +28,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         settings = Settings.from_env().with_overrides(config or {})
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Keys may start with "/" (``/cache/%2Fx``): merging "//" would redirect to another key.
+    app.url_map.merge_slashes = False
     if settings.proxy_count:
         # Anonymous callers are limited by address: take it from the proxies' X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count)  # type: ignore[method-assign]

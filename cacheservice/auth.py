@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,9 @@ def required_scope_name(scope: str, namespace: str | None) -> str:
     return scope
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     algorithms: tuple[str, ...]
@@ -82,6 +85,12 @@ class TokenVerifier:
     issuer: str | None
     audience: str | None
     leeway: int
+    # Tokens already verified, with the time (s) after which they are expired. Services send
+    # the same token for many requests; signature checks and claim parsing then cost nothing.
+    # Only successful verifications are kept, and expiry is checked again on every use.
+    _verified: dict[str, tuple[Principal, float]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenVerifier:
@@ -123,6 +132,19 @@ class TokenVerifier:
         )
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires_at = known
+            if time.time() <= expires_at:
+                return principal
+            self._verified.pop(token, None)
+        principal, expires_at = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -142,7 +164,7 @@ class TokenVerifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise Unauthorized("The bearer token is not valid", reason="scope must be a string")
-        return Principal(claims["sub"], frozenset(scope.split()))
+        return Principal(claims["sub"], frozenset(scope.split())), claims["exp"] + self.leeway
 
 
 def check_scope(principal: Principal, scope: str, namespace: str | None) -> None:

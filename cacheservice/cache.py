@@ -20,7 +20,7 @@ from cacheservice.store.entries import EntryStore, NewEntry, StoredEntry, WriteO
 from cacheservice.store.invalidation import Invalidated, Invalidator, Selection
 from cacheservice.store.ratelimit import LimitCheck
 from cacheservice.timefmt import now_ms, to_ms
-from cacheservice.validation import check_key
+from cacheservice.validation import MAX_TTL_SECONDS, check_key
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,12 @@ class Cache:
                 raise InvalidRequest("expires_at must be in the future", field="expires_at")
             # The TTL reported for an absolute expiry is the whole seconds it had when written.
             ttl = -(-(expires_ms - now) // 1000)
+            if ttl > MAX_TTL_SECONDS:
+                raise InvalidRequest(
+                    "expires_at is too far in the future",
+                    field="expires_at",
+                    max_ttl_seconds=MAX_TTL_SECONDS,
+                )
         else:
             ttl = write.ttl if write.ttl is not None else self.settings.default_ttl
             expires_ms = now + ttl * 1000

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 from cacheservice.auth import mint_token
 from cacheservice.services import services
@@ -27,6 +28,9 @@ from cacheservice.services import services
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="PEM private key, for RS256/ES256 setups (HS256 uses CACHE_JWT_SECRET).",
 )
+# ``flask`` pushes an app context itself; ``app.test_cli_runner()`` and other callers of the
+# bare command group do not.
+@with_appcontext
 def token_command(
     subject: str, scopes: tuple[str, ...], ttl: int, private_key: Path | None
 ) -> None:

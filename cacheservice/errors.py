@@ -16,7 +16,8 @@ class ServiceError(Exception):
     code = "internal_error"
     message = "Internal server error"
 
-    def __init__(self, message: str | None = None, **details: Any) -> None:
+    # ``message`` is positional-only so that details may use any name, "message" included.
+    def __init__(self, message: str | None = None, /, **details: Any) -> None:
         super().__init__(message or self.message)
         self.message = message or self.message
         self.details = details

@@ -9,6 +9,7 @@ through ``orjson.Fragment``.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -21,11 +22,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    # 1e400 parses to inf, which JSON cannot represent and orjson would write as null.
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of the range of a double")
+    return value
+
+
 def loads_request(data: bytes, max_depth: int) -> Any:
     """Parse a request body, or raise the contract's 400 with the reason."""
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise InvalidRequest(
             "JSON nesting is too deep", issue=f"JSON may nest at most {max_depth} levels"

@@ -28,15 +28,23 @@ PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*(?:/|per)\s*(second|minute|hour|day)s?\s*")
 
 
-def parse_rate(text: str, name: str) -> Rate:
-    """``"10000/hour"`` -> Rate(10000, 3_600_000)."""
+UNLIMITED = "unlimited"
+
+
+def parse_rate(text: str, name: str) -> Rate | None:
+    """``"10000/hour"`` -> Rate(10000, 3_600_000); ``"unlimited"`` -> None (no limit)."""
+    if text.strip().lower() == UNLIMITED:
+        return None
     found = _RATE.fullmatch(text.lower())
     if found is None or int(found.group(1)) < 1:
-        raise ConfigError(f"{name} must look like 10000/hour (second, minute, hour, day): {text!r}")
+        raise ConfigError(
+            f"{name} must look like 10000/hour (second, minute, hour, day) "
+            f"or be {UNLIMITED}: {text!r}"
+        )
     return Rate(int(found.group(1)), PERIOD_SECONDS[found.group(2)] * 1000)
 
 
-def rates_from(settings: Settings) -> dict[str, Rate]:
+def rates_from(settings: Settings) -> dict[str, Rate | None]:
     return {
         category: parse_rate(
             getattr(settings, f"rate_limit_{category}"), f"CACHE_RATE_LIMIT_{category.upper()}"
@@ -47,7 +55,7 @@ def rates_from(settings: Settings) -> dict[str, Rate]:
 
 @dataclass
 class RateLimiter:
-    rates: dict[str, Rate]
+    rates: dict[str, Rate | None]
     store: LimiterStore
     # True when the limiter state lives in the cache's Redis, so entry scripts can carry it.
     folds_into_cache_calls: bool
@@ -60,8 +68,12 @@ class RateLimiter:
             return cls(rates_from(settings), LimiterStore(client), folds_into_cache_calls=False)
         return cls(rates_from(settings), LimiterStore(cache_client), folds_into_cache_calls=True)
 
-    def check_for(self, identity: str, category: str) -> LimitCheck:
-        return LimitCheck(limiter_key(identity, category), self.rates[category])
+    def check_for(self, identity: str, category: str) -> LimitCheck | None:
+        """The pending check of one request, or None when its category is unlimited."""
+        rate = self.rates[category]
+        if rate is None:
+            return None
+        return LimitCheck(limiter_key(identity, category), rate)
 
     def run_alone(self, check: LimitCheck) -> None:
         """Run the check as a call of its own; raises ``RateLimited`` when over the limit.

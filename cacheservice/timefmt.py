@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def now_ms() -> int:
@@ -16,5 +16,13 @@ def format_ms(ms: int | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ms(moment: datetime) -> int:
-    return int(moment.astimezone(UTC).timestamp() * 1000)
+    """Milliseconds since the epoch of an aware datetime, for every year 1-9999.
+
+    Subtracting instead of converting to UTC first: ``astimezone`` overflows at the edges of
+    the calendar (9999-12-31T23:59:59-01:00 is in the year 10000 in UTC).
+    """
+    return (moment - EPOCH) // timedelta(milliseconds=1)

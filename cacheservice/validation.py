@@ -11,6 +11,8 @@ from cacheservice.errors import InvalidKey, InvalidRequest
 MAX_KEY_BYTES = 250
 MAX_TAGS = 32
 DEFAULT_NAMESPACE = "default"
+# Also the largest value of the ``ttl`` column (a Postgres integer).
+MAX_TTL_SECONDS = 2**31 - 1
 
 NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")

@@ -6,9 +6,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from cacheservice.validation import DEFAULT_NAMESPACE, MAX_TAGS, NAMESPACE_RE, TAG_RE
-
-MAX_TTL_SECONDS = 2**31 - 1
+from cacheservice.validation import (
+    DEFAULT_NAMESPACE,
+    MAX_TAGS,
+    MAX_TTL_SECONDS,
+    NAMESPACE_RE,
+    TAG_RE,
+)
 
 
 class StrictInteger(fields.Integer):

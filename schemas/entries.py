@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate, validates_schema
 
+from cacheservice.validation import MAX_TTL_SECONDS
 from schemas.common import (
-    MAX_TTL_SECONDS,
     NamespaceQuerySchema,
     StrictBoolean,
     exclusive,

@@ -14,7 +14,6 @@ class InvalidateBodySchema(Schema):
     namespace = namespace_field()
     tags = tag_list_field(min_items=1)
     match = fields.String(
-        load_default="any",
         validate=validate.OneOf(("any", "all")),
         metadata={"description": "Entries carrying any (default) or all of `tags`."},
     )

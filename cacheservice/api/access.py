@@ -107,6 +107,8 @@ def enforce_access() -> None:
         return
     identity = f"sub:{principal.subject}" if principal else f"ip:{request.remote_addr}"
     check = control.limiter.check_for(identity, access.category)
+    if check is None:
+        return
     g.rate_limit = check
     if not (access.folded and control.limiter.folds_into_cache_calls):
         control.limiter.run_alone(check)

@@ -83,7 +83,8 @@ class Entry(MethodView):
         namespace = query["namespace"]
         entry, now = cache().read(namespace, key, guard=folded_limit_check())
         etag = f'"{entry.etag}"'
-        if request.if_none_match.contains(entry.etag):
+        # If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/"x" matches "x".
+        if request.if_none_match.contains_weak(entry.etag):
             return Response(status=304, headers={"ETag": etag})
         body = entry_body(namespace, entry, query["include_metadata"], now)
         return json_response(body, headers={"ETag": etag})

@@ -104,9 +104,25 @@ def http_error_response(error: HTTPException) -> Response:
     return json_response({"error": code, "message": message, "details": details}, status, headers)
 
 
+# Replies with which Redis says it cannot serve now (out of memory, a replica after a failover,
+# a slot migrating; a busy script, failing persistence, a master link down): the store is
+# unavailable, not a bug. redis-py turns the first ones into classes, the rest keep the code.
+UNAVAILABLE_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+)
+UNAVAILABLE_REPLIES = ("BUSY", "MISCONF", "MASTERDOWN")
+
+
+def _store_unavailable(error: redis.RedisError) -> bool:
+    if not isinstance(error, redis.ResponseError):
+        return True  # Connection errors and timeouts.
+    return isinstance(error, UNAVAILABLE_ERRORS) or str(error).startswith(UNAVAILABLE_REPLIES)
+
+
 def redis_error_response(error: redis.RedisError) -> Response:
-    # An out-of-memory refusal is Redis telling us it cannot store more, not a bug: 503 too.
-    if isinstance(error, redis.ResponseError) and not str(error).startswith("OOM"):
+    if not _store_unavailable(error):
         return http_error_response(_internal_error(error))
     log.warning("redis unavailable: %s", error)
     return error_response(ServiceUnavailable("Redis is unavailable", store="redis"))

@@ -21,6 +21,9 @@ blp = Blueprint("invalidation", __name__, url_prefix="/cache", description="Inva
 
 
 def selection_of(body: dict[str, Any]) -> Selection:
+    if "match" in body and "tags" not in body:
+        # Otherwise {"match": "all"} would read as "no criteria" and empty the namespace.
+        raise InvalidRequest("match applies to tags; give tags or leave match out", field="match")
     pattern = None
     if "pattern" in body:
         try:
@@ -32,7 +35,7 @@ def selection_of(body: dict[str, Any]) -> Selection:
     keys = body.get("keys")
     return Selection(
         tags=tuple(dict.fromkeys(body.get("tags") or ())),
-        match_all_tags=body["match"] == "all",
+        match_all_tags=body.get("match") == "all",
         pattern=pattern,
         keys=tuple(keys) if keys is not None else None,
     )

@@ -129,7 +129,10 @@ class GlobPattern:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.raw = text.encode("utf-8")
+        try:
+            self.raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PatternError("pattern is not valid Unicode (lone surrogate)") from None
         self._tokens = parse(self.raw)
 
     def matches(self, key: str) -> bool:

@@ -20,7 +20,9 @@ from cacheservice.store.glob import GlobPattern
 from cacheservice.store.keys import Bucket, KeySpace
 from cacheservice.store.scripts import ScriptCall, Scripts
 
-SCAN_CHUNK = 1000
+# Candidates per scan step and per script call. Each candidate costs the script a few commands
+# per tag (up to 32 tags), so 100 keeps one call to a few milliseconds of Redis time.
+SCAN_CHUNK = 100
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ A namespace is spread over ``buckets`` hash slots and each entry's data lives in
     cs:{<ns>:<bucket>}:t:<tag>   tag index: sorted set of keys scored by expiry (ms, +inf)
     cs:{<ns>:<bucket>}:idx       namespace index: sorted set of keys scored by expiry
     cs:{<ns>:<bucket>}:tags      tag registry: the bucket's tags scored by their latest expiry
+    cs:{<ns>:<bucket>}:prune     pruning state: where the walk over the tag registry stands
     cs:{<ns>:<bucket>}:fh        pending hit counts per key, for the statistics flush
     cs:{<ns>:<bucket>}:fa        pending last-access times per key (ms)
     cs:{<ns>:<bucket>}:fm        keys whose metadata changed since the last flush
@@ -52,6 +53,10 @@ class Bucket:
     @property
     def tag_registry(self) -> str:
         return f"{self.prefix}tags"
+
+    @property
+    def prune_state(self) -> str:
+        return f"{self.prefix}prune"
 
     @property
     def pending_hits(self) -> str:

@@ -20,7 +20,6 @@ from flask import Flask
 from cacheservice import create_app
 from cacheservice.store.keys import KeySpace
 from cacheservice.store.pruning import prune_namespace
-from cacheservice.timefmt import now_ms
 from tests.conftest import app_settings
 from tests.support.auth import authorized_client
 
@@ -169,7 +168,7 @@ def test_tag_invalidation_racing_writers_leaves_no_tagged_entry(
     # still alive.
     assert sum(created_counts) == sum(invalidated_totals) + len(alive)
 
-    prune_namespace(redis_client, keyspace(race_app), NS, now_ms())
+    prune_namespace(redis_client, keyspace(race_app), NS)
     members_by_tag = assert_indexes_consistent(redis_client, race_app, ALL_TAGS)
     assert members_by_tag[HOT] == set()
     # And the indexes are complete: every live entry can still be found by each of its tags.
@@ -203,13 +202,13 @@ def test_expired_entries_are_pruned_from_indexes(
         assert time.monotonic() < deadline, "Redis did not expire the short-lived entries"
         time.sleep(0.05)
 
-    removed = prune_namespace(redis_client, space, NS, now_ms())
+    removed = prune_namespace(redis_client, space, NS)
 
     # Each short entry had three memberships: the namespace index, "short" and "shared".
     assert removed == 3 * len(short_keys)
     members_by_tag = assert_indexes_consistent(redis_client, race_app, ("short", "shared", "long"))
     assert members_by_tag == {"short": set(), "shared": set(long_keys), "long": set(long_keys)}
     assert not any(redis_client.exists(bucket.tag("short")) for bucket in space.all_buckets(NS))
-    assert prune_namespace(redis_client, space, NS, now_ms()) == 0
+    assert prune_namespace(redis_client, space, NS) == 0
     for key in long_keys:
         assert http.get(f"/cache/{key}?namespace={NS}").status_code == 200

@@ -15,6 +15,11 @@ local function rate_limit(key, limit, window, now)
   local state = redis.call('HMGET', key, 'w', 'c', 'p')
   local current, previous = 0, 0
   local stored_start = tonumber(state[1])
+  if stored_start and stored_start > start then
+    -- The caller's clock is behind the one that opened a later window (requests racing at a
+    -- window boundary, or hosts whose clocks differ): count in that window, never reset it.
+    now, start = stored_start, stored_start
+  end
   if stored_start == start then
     current, previous = tonumber(state[2]) or 0, tonumber(state[3]) or 0
   elseif stored_start == start - window then
