@@ -16,6 +16,7 @@ from typing import Any
 from cacheservice import codec
 from cacheservice.config import Settings
 from cacheservice.errors import InvalidRequest, KeyExists, KeyNotFound, ServiceError, ValueTooLarge
+from cacheservice.metrics.recorder import Metrics, NullMetrics
 from cacheservice.store.entries import EntryStore, NewEntry, StoredEntry, WriteOutcome
 from cacheservice.store.invalidation import Invalidated, Invalidator, Selection
 from cacheservice.store.ratelimit import LimitCheck
@@ -53,11 +54,13 @@ class Cache:
         settings: Settings,
         entries: EntryStore,
         invalidator: Invalidator,
+        metrics: Metrics | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
         self.entries = entries
         self.invalidator = invalidator
+        self.metrics: Metrics = metrics or NullMetrics()
         self.clock = clock
 
     # Reads
@@ -69,7 +72,9 @@ class Cache:
         now = self.clock()
         entry = self.entries.get(namespace, key, now, guard)
         if entry is None:
+            self.metrics.count(namespace, "misses")
             raise KeyNotFound(key=key, namespace=namespace)
+        self.metrics.count(namespace, "hits")
         return entry, now
 
     def read_many(
@@ -80,7 +85,10 @@ class Cache:
             check_key(key, index=index)
         unique = list(dict.fromkeys(keys))
         now = self.clock()
-        return unique, self.entries.get_many(namespace, unique, now), now
+        found = self.entries.get_many(namespace, unique, now)
+        self.metrics.count(namespace, "hits", len(found))
+        self.metrics.count(namespace, "misses", len(unique) - len(found))
+        return unique, found, now
 
     # Writes
 
@@ -121,7 +129,13 @@ class Cache:
         outcome = self.entries.set(namespace, entry, overwrite, now, guard)
         if outcome.refused:
             raise KeyExists(key=write.key, namespace=namespace)
+        self._count_write(namespace, entry)
         return Written(entry, outcome)
+
+    def _count_write(self, namespace: str, entry: NewEntry) -> None:
+        self.metrics.count(namespace, "sets")
+        self.metrics.count(namespace, "raw_bytes", entry.value.raw_bytes)
+        self.metrics.count(namespace, "stored_bytes", entry.value.stored_bytes)
 
     def write_many(
         self, namespace: str, writes: Sequence[EntryWrite | WriteFailure], overwrite: bool
@@ -151,6 +165,7 @@ class Cache:
                 results[position] = WriteFailure(entry.key, refused)
             else:
                 results[position] = Written(entry, outcome)
+                self._count_write(namespace, entry)
         return [result for result in results if result is not None]
 
     def delete(self, namespace: str, key: str, guard: LimitCheck | None = None) -> int:
@@ -158,6 +173,7 @@ class Cache:
         now = self.clock()
         if not self.entries.delete(namespace, key, now, guard):
             raise KeyNotFound(key=key, namespace=namespace)
+        self.metrics.count(namespace, "deletes")
         return now
 
     def invalidate(
@@ -167,4 +183,5 @@ class Cache:
             for index, key in enumerate(selection.keys):
                 check_key(key, index=index)
         result = self.invalidator.invalidate(namespace, selection, list_limit)
+        self.metrics.count(namespace, "invalidations", result.total)
         return result, self.clock()

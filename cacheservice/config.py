@@ -41,6 +41,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name) or ""
     return tuple(item.strip() for item in raw.replace(" ", ",").split(",") if item.strip())
@@ -53,6 +64,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/cacheservice"
     celery_broker_url: str = "redis://127.0.0.1:6379/1"
+    # Seconds to connect to Postgres or to wait for a pooled connection.
+    database_timeout: float = 2.0
     # Redis timeouts are pinned so that a dead Redis turns into a 503 within about a second
     # instead of a hung worker (ARCHITECTURE invariant 4).
     redis_socket_timeout: float = 0.5
@@ -67,6 +80,10 @@ class Settings:
     max_json_depth: int = 64
     max_batch_keys: int = 1000
     log_level: str = "INFO"
+    # One JSON log line per request (method, path, status, duration, request id).
+    request_log: bool = True
+    # Set by the gunicorn configuration: where worker processes share Prometheus samples.
+    prometheus_multiproc_dir: str | None = None
     # Access control (see cacheservice/auth.py).
     auth_mode: str = "jwt"
     jwt_secret: str | None = None
@@ -105,6 +122,7 @@ class Settings:
             redis_url=env.get("CACHE_REDIS_URL") or cls.redis_url,
             database_url=env.get("CACHE_DATABASE_URL") or cls.database_url,
             celery_broker_url=env.get("CELERY_BROKER_URL") or cls.celery_broker_url,
+            database_timeout=_float(env, "CACHE_DATABASE_TIMEOUT", 2.0),
             redis_socket_timeout=_float(env, "CACHE_REDIS_SOCKET_TIMEOUT", 0.5),
             redis_connect_timeout=_float(env, "CACHE_REDIS_CONNECT_TIMEOUT", 0.5),
             redis_max_connections=_int(env, "CACHE_REDIS_MAX_CONNECTIONS", 64, minimum=1),
@@ -115,6 +133,8 @@ class Settings:
             max_json_depth=_int(env, "CACHE_MAX_JSON_DEPTH", 64, minimum=2),
             max_batch_keys=_int(env, "CACHE_MAX_BATCH_KEYS", 1000, minimum=1),
             log_level=(env.get("CACHE_LOG_LEVEL") or "INFO").upper(),
+            request_log=_bool(env, "CACHE_REQUEST_LOG", True),
+            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             auth_mode=env.get("CACHE_AUTH_MODE") or cls.auth_mode,
             jwt_secret=env.get("CACHE_JWT_SECRET") or None,
             jwt_public_key_file=env.get("CACHE_JWT_PUBLIC_KEY_FILE") or None,

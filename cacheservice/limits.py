@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import redis
 
 from cacheservice.config import ConfigError, Settings
+from cacheservice.metrics import prometheus
 from cacheservice.store.connection import connect
 from cacheservice.store.ratelimit import LimitCheck, LimiterStore, Rate, limiter_key
 from cacheservice.timefmt import now_ms
@@ -88,4 +89,5 @@ class RateLimiter:
             if self.folds_into_cache_calls:
                 raise
             self.store_failures += 1
+            prometheus.LIMITER_FAILURES.inc()
             log.warning("rate limiter store unavailable, request let through: %s", error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis
@@ -10,11 +11,14 @@ from flask import Flask, current_app
 from cacheservice.access import AccessControl
 from cacheservice.cache import Cache
 from cacheservice.config import Settings
+from cacheservice.db import Database
 from cacheservice.limits import RateLimiter
+from cacheservice.metrics.recorder import AggregatingMetrics
 from cacheservice.store.connection import connect
 from cacheservice.store.entries import EntryStore
 from cacheservice.store.invalidation import Invalidator
 from cacheservice.store.keys import KeySpace
+from cacheservice.store.pending import PendingStore
 
 EXTENSION_NAME = "cacheservice"
 
@@ -23,18 +27,37 @@ EXTENSION_NAME = "cacheservice"
 class Services:
     settings: Settings
     redis: redis.Redis
+    keyspace: KeySpace
     cache: Cache
     access: AccessControl
+    metrics: AggregatingMetrics
+    pending: PendingStore
+    database: Database
+    started_at: float
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        # redis-py opens connections lazily and its pool notices a fork, so building the
-        # client here is safe before gunicorn forks its workers.
+        # redis-py opens connections lazily and its pool notices a fork, and the Postgres pool
+        # opens on first use in each process: building them here is safe before gunicorn forks.
         client = connect(settings)
         keyspace = KeySpace(settings.namespace_buckets)
-        cache = Cache(settings, EntryStore(client, keyspace), Invalidator(client, keyspace))
+        pending = PendingStore(client, keyspace)
+        metrics = AggregatingMetrics(pending)
+        cache = Cache(
+            settings, EntryStore(client, keyspace), Invalidator(client, keyspace), metrics
+        )
         access = AccessControl.build(settings, RateLimiter.build(settings, client))
-        return cls(settings, client, cache, access)
+        return cls(
+            settings=settings,
+            redis=client,
+            keyspace=keyspace,
+            cache=cache,
+            access=access,
+            metrics=metrics,
+            pending=pending,
+            database=Database(settings),
+            started_at=time.time(),
+        )
 
     @classmethod
     def init_app(cls, app: Flask, settings: Settings) -> Services:

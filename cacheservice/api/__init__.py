@@ -7,6 +7,7 @@ from flask import Flask
 from cacheservice.api import batch, entries, invalidation
 from cacheservice.api.access import init_access
 from cacheservice.api.errors import Api, register_error_handlers
+from cacheservice.api.observability import init_observability
 from cacheservice.api.openapi import BEARER_JWT, SECURITY_SCHEME, AccessDocsPlugin
 
 OPENAPI_SETTINGS = {
@@ -30,4 +31,5 @@ def init_api(app: Flask) -> Api:
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     init_access(app)
+    init_observability(app)
     return api

@@ -110,15 +110,15 @@ def enforce_access() -> None:
     if check is None:
         return
     g.rate_limit = check
-    if not (access.folded and control.limiter.folds_into_cache_calls):
+    if access.folded and control.limiter.folds_into_cache_calls:
+        g.folded_rate_limit = check
+    else:
         control.limiter.run_alone(check)
 
 
 def folded_limit_check() -> LimitCheck | None:
     """The check a view hands to its cache call, when the limit rides in that call."""
-    check: LimitCheck | None = g.get("rate_limit")
-    if check is None or check.outcome is not None:
-        return None
+    check: LimitCheck | None = g.get("folded_rate_limit")
     return check
 
 

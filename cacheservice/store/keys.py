@@ -10,6 +10,20 @@ A namespace is spread over ``buckets`` hash slots and each entry's data lives in
     cs:{<ns>:<bucket>}:fh        pending hit counts per key, for the statistics flush
     cs:{<ns>:<bucket>}:fa        pending last-access times per key (ms)
     cs:{<ns>:<bucket>}:fm        keys whose metadata changed since the last flush
+    cs:{<ns>:<bucket>}:fb        id of the entry-stats batch being flushed (absent: none)
+    cs:{<ns>:<bucket>}:fb:<id>:h|a|m   that batch: the fh, fa and fm it took over
+
+Service-wide keys, each group in one slot of its own:
+
+    cs:{metrics}:pending         metric deltas pushed by web processes, not yet flushed
+    cs:{metrics}:push:<id>       marker making one push idempotent
+    cs:{metrics}:namespaces      every namespace that has seen traffic
+    cs:{metrics}:inflight        id of the metrics batch being flushed
+    cs:{metrics}:batch:<id>:p    that batch
+    cs:{flush}:lock:<task>       overlap lock of a periodic task
+    cs:{flush}:last:<task>       when the task last completed (ms)
+    cs:{health}:probes           health probe results per minute, for the uptime figure
+    cs:{stats}:memory            sampled memory per entry, per namespace
 
 Everything inside the braces is the Redis Cluster hash tag, so one bucket is one slot and every
 Lua script touches a single slot. Namespaces cannot contain ``:`` or ``}``, so names cannot
@@ -59,6 +73,14 @@ class Bucket:
         return f"{self.prefix}prune"
 
     @property
+    def flush_pointer(self) -> str:
+        return f"{self.prefix}fb"
+
+    @property
+    def flush_batch_prefix(self) -> str:
+        return f"{self.prefix}fb:"
+
+    @property
     def pending_hits(self) -> str:
         return f"{self.prefix}fh"
 
@@ -82,3 +104,32 @@ class KeySpace:
 
     def all_buckets(self, namespace: str) -> list[Bucket]:
         return [Bucket(namespace, number) for number in range(self.buckets)]
+
+
+class MetricsKeys:
+    """Names of the service-wide metrics pipeline keys (one slot: ``{metrics}``)."""
+
+    pending = f"{PREFIX}:{{metrics}}:pending"
+    namespaces = f"{PREFIX}:{{metrics}}:namespaces"
+    inflight = f"{PREFIX}:{{metrics}}:inflight"
+    batch_prefix = f"{PREFIX}:{{metrics}}:batch:"
+
+    @staticmethod
+    def push_marker(push_id: str) -> str:
+        return f"{PREFIX}:{{metrics}}:push:{push_id}"
+
+
+class TaskKeys:
+    """Overlap locks and completion times of the periodic tasks."""
+
+    @staticmethod
+    def lock(task: str) -> str:
+        return f"{PREFIX}:{{flush}}:lock:{task}"
+
+    @staticmethod
+    def last_run(task: str) -> str:
+        return f"{PREFIX}:{{flush}}:last:{task}"
+
+
+HEALTH_PROBES = f"{PREFIX}:{{health}}:probes"
+MEMORY_SAMPLES = f"{PREFIX}:{{stats}}:memory"

@@ -22,7 +22,7 @@ ALL_SCOPES = "cache:admin stats:read sessions:write"
 
 
 def make_token(
-    sub: str = "tester",
+    sub: str | None = "tester",
     scope: str = ALL_SCOPES,
     ttl: int = 600,
     secret: str = TEST_JWT_SECRET,
@@ -66,7 +66,7 @@ def hand_made_token(payload: dict[str, Any], algorithm: str, key: bytes = b"") -
     """
     header = _b64url(json.dumps({"alg": algorithm, "typ": "JWT"}).encode())
     signing_input = f"{header}.{_b64url(json.dumps(payload).encode())}"
-    if algorithm == "none":
+    if algorithm.lower() == "none":
         return f"{signing_input}."
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
     signature = hmac.new(key, signing_input.encode(), digest[algorithm]).digest()

@@ -1,0 +1,71 @@
+"""Postgres access: one connection pool per process, opened on first use (after fork)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from cacheservice.config import Settings
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+class Database:
+    """A lazily opened pool; a forked child opens its own instead of sharing the parent's."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+        self.timeout = settings.database_timeout
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ConnectionPool(
+                        self.url,
+                        min_size=1,
+                        max_size=8,
+                        timeout=self.timeout,
+                        open=True,
+                        # Give up on a dead server quickly; the caller answers 503 or retries
+                        # on its next scheduled run.
+                        kwargs={"connect_timeout": max(1, int(self.timeout)), "autocommit": False},
+                        name="cacheservice",
+                    )
+                    self._pid = os.getpid()
+        return self._pool
+
+    def connection(self) -> psycopg.Connection:
+        """A pooled connection as a context manager: commits on success, rolls back on error."""
+        return self.pool.connection()  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+
+def load_queries(path: Path | None = None) -> dict[str, str]:
+    """Named queries from ``sql/queries.sql``: blocks headed ``-- name: <name>``."""
+    text = (path or SQL_DIR / "queries.sql").read_text()
+    queries: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("-- name:"):
+            if name:
+                queries[name] = "\n".join(lines).strip()
+            name, lines = line.removeprefix("-- name:").strip(), []
+        elif name is not None:
+            lines.append(line)
+    if name:
+        queries[name] = "\n".join(lines).strip()
+    return queries

@@ -1,0 +1,110 @@
+-- Named queries. Each block starts with "-- name: <name>"; parameters are %(name)s.
+
+-- name: claim_batch
+-- The exactly-once gate: a batch id already present was applied by an earlier run.
+INSERT INTO flush_batches (id, kind, items)
+VALUES (%(batch_id)s, %(kind)s, %(items)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+
+-- name: create_entry_stage
+CREATE TEMP TABLE entry_stage (
+    namespace     text NOT NULL,
+    key           text NOT NULL,
+    present       boolean NOT NULL,
+    tags          text[],
+    ttl           integer,
+    expires_at    timestamptz,
+    created_at    timestamptz,
+    updated_at    timestamptz,
+    size_bytes    integer,
+    stored_bytes  integer,
+    hits          bigint NOT NULL,
+    last_accessed timestamptz
+) ON COMMIT DROP
+
+-- name: copy_entry_stage
+COPY entry_stage (namespace, key, present, tags, ttl, expires_at, created_at, updated_at,
+                  size_bytes, stored_bytes, hits, last_accessed) FROM STDIN
+
+-- name: upsert_entries
+-- Live entries: current metadata replaces the row's, hits are added, last access only moves on.
+INSERT INTO cache_entries AS e (namespace, key, tags, ttl, expires_at, created_at, updated_at,
+                                size_bytes, stored_bytes, hit_count, last_accessed)
+SELECT namespace, key, tags, ttl, expires_at, created_at, updated_at,
+       size_bytes, stored_bytes, hits, last_accessed
+FROM entry_stage
+WHERE present
+ON CONFLICT (namespace, key) DO UPDATE SET
+    tags = EXCLUDED.tags,
+    ttl = EXCLUDED.ttl,
+    expires_at = EXCLUDED.expires_at,
+    created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at,
+    size_bytes = EXCLUDED.size_bytes,
+    stored_bytes = EXCLUDED.stored_bytes,
+    hit_count = e.hit_count + EXCLUDED.hit_count,
+    last_accessed = GREATEST(e.last_accessed, EXCLUDED.last_accessed)
+
+-- name: delete_gone_entries
+-- Entries deleted, invalidated or expired in Redis leave cache_entries too.
+DELETE FROM cache_entries AS e
+USING entry_stage AS s
+WHERE NOT s.present AND e.namespace = s.namespace AND e.key = s.key
+
+-- name: create_metric_stage
+CREATE TEMP TABLE metric_stage (
+    metric_name  text NOT NULL,
+    namespace    text NOT NULL,
+    "timestamp"  timestamptz NOT NULL,
+    metric_value numeric NOT NULL
+) ON COMMIT DROP
+
+-- name: copy_metric_stage
+COPY metric_stage (metric_name, namespace, "timestamp", metric_value) FROM STDIN
+
+-- name: upsert_metrics
+INSERT INTO cache_metrics AS m (metric_name, namespace, "timestamp", metric_value)
+SELECT metric_name, namespace, "timestamp", sum(metric_value)
+FROM metric_stage
+GROUP BY metric_name, namespace, "timestamp"
+ON CONFLICT (metric_name, namespace, "timestamp") DO UPDATE SET
+    metric_value = m.metric_value + EXCLUDED.metric_value
+
+-- name: batch_applied
+SELECT EXISTS (SELECT 1 FROM flush_batches WHERE id = %(batch_id)s)
+
+-- name: metric_totals
+-- Sums per namespace and metric over a window (namespace NULL = every namespace).
+SELECT namespace, metric_name, sum(metric_value)
+FROM cache_metrics
+WHERE "timestamp" >= %(date_from)s AND "timestamp" <= %(date_to)s
+  AND (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
+GROUP BY namespace, metric_name
+
+-- name: top_keys
+SELECT namespace, key, hit_count, last_accessed
+FROM cache_entries
+WHERE (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
+ORDER BY hit_count DESC, key
+LIMIT %(top)s
+
+-- name: average_ttl
+SELECT namespace, avg(ttl)
+FROM cache_entries
+WHERE ttl IS NOT NULL AND (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
+GROUP BY namespace
+
+-- name: delete_expired_entries
+-- Rows of entries that expired in Redis without a change being flushed; bounded per run.
+DELETE FROM cache_entries
+WHERE id IN (
+    SELECT id FROM cache_entries WHERE expires_at < now() LIMIT %(limit)s
+)
+
+-- name: delete_old_flush_batches
+-- A batch id is only ever retried while its Redis batch exists, within minutes; keep a week.
+DELETE FROM flush_batches WHERE applied_at < now() - interval '7 days'
+
+-- name: ping
+SELECT 1
