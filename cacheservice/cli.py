@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from cacheservice.auth import mint_token
+from cacheservice.migrations import upgrade
 from cacheservice.services import services
 
 
@@ -41,5 +42,19 @@ def token_command(
     click.echo(mint_token(settings, subject, flat, ttl, private_key=key))
 
 
+@click.group("db")
+def db_group() -> None:
+    """Postgres schema."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade_command() -> None:
+    """Create the database if needed and apply pending sql/ scripts (safe to run anywhere)."""
+    applied = upgrade(services().settings.database_url)
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(token_command)
+    app.cli.add_command(db_group)

@@ -6,8 +6,10 @@ Every setting has a ``CACHE_*`` (or, for Celery, ``CELERY_*``) variable; the REA
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 
@@ -66,6 +68,15 @@ class Settings:
     celery_broker_url: str = "redis://127.0.0.1:6379/1"
     # Seconds to connect to Postgres or to wait for a pooled connection.
     database_timeout: float = 2.0
+    # Celery beat: how often each periodic task runs (seconds).
+    flush_interval: float = 5.0
+    prune_interval: float = 30.0
+    probe_interval: float = 10.0
+    memory_sample_interval: float = 60.0
+    # How long a periodic task's overlap lock lives if its worker dies holding it.
+    task_lock_seconds: int = 60
+    # Where celery beat keeps its schedule state.
+    beat_schedule_file: str = str(Path(tempfile.gettempdir()) / "cacheservice-celerybeat")
     # Redis timeouts are pinned so that a dead Redis turns into a 503 within about a second
     # instead of a hung worker (ARCHITECTURE invariant 4).
     redis_socket_timeout: float = 0.5
@@ -123,6 +134,12 @@ class Settings:
             database_url=env.get("CACHE_DATABASE_URL") or cls.database_url,
             celery_broker_url=env.get("CELERY_BROKER_URL") or cls.celery_broker_url,
             database_timeout=_float(env, "CACHE_DATABASE_TIMEOUT", 2.0),
+            flush_interval=_float(env, "CACHE_FLUSH_INTERVAL", 5.0),
+            prune_interval=_float(env, "CACHE_PRUNE_INTERVAL", 30.0),
+            probe_interval=_float(env, "CACHE_PROBE_INTERVAL", 10.0),
+            memory_sample_interval=_float(env, "CACHE_MEMORY_SAMPLE_INTERVAL", 60.0),
+            task_lock_seconds=_int(env, "CACHE_TASK_LOCK_SECONDS", 60, minimum=1),
+            beat_schedule_file=env.get("CACHE_BEAT_SCHEDULE_FILE") or cls.beat_schedule_file,
             redis_socket_timeout=_float(env, "CACHE_REDIS_SOCKET_TIMEOUT", 0.5),
             redis_connect_timeout=_float(env, "CACHE_REDIS_CONNECT_TIMEOUT", 0.5),
             redis_max_connections=_int(env, "CACHE_REDIS_MAX_CONNECTIONS", 64, minimum=1),

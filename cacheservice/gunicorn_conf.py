@@ -11,6 +11,10 @@ Every value comes from a ``CACHE_WEB_*`` variable through ``cacheservice.config`
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
+import tempfile
+from typing import Any
 
 from cacheservice.config import Settings
 
@@ -38,3 +42,22 @@ forwarded_allow_ips = _settings.web_forwarded_allow_ips
 # gunicorn 24+ opens a control socket at a fixed path; several servers on one host (tests,
 # blue/green) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:  # noqa: ARG001  # gunicorn's hook signature
+    """Give the workers a fresh directory to share Prometheus samples in (multi-process mode).
+
+    It must be in the environment before a worker imports prometheus_client; workers inherit
+    it from this master process.
+    """
+    directory = _settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="cacheservice-prom-")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001
+    """A dead worker's live gauges must stop counting; its counters stay in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated

@@ -11,7 +11,7 @@ from flask import Flask, current_app
 from cacheservice.access import AccessControl
 from cacheservice.cache import Cache
 from cacheservice.config import Settings
-from cacheservice.db import Database
+from cacheservice.db import Database, load_queries
 from cacheservice.limits import RateLimiter
 from cacheservice.metrics.recorder import AggregatingMetrics
 from cacheservice.store.connection import connect
@@ -33,6 +33,7 @@ class Services:
     metrics: AggregatingMetrics
     pending: PendingStore
     database: Database
+    queries: dict[str, str]
     started_at: float
 
     @classmethod
@@ -56,6 +57,7 @@ class Services:
             metrics=metrics,
             pending=pending,
             database=Database(settings),
+            queries=load_queries(),
             started_at=time.time(),
         )
 

@@ -78,7 +78,7 @@ SELECT EXISTS (SELECT 1 FROM flush_batches WHERE id = %(batch_id)s)
 -- Sums per namespace and metric over a window (namespace NULL = every namespace).
 SELECT namespace, metric_name, sum(metric_value)
 FROM cache_metrics
-WHERE "timestamp" >= %(date_from)s AND "timestamp" <= %(date_to)s
+WHERE "timestamp" > %(date_from)s AND "timestamp" <= %(date_to)s
   AND (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
 GROUP BY namespace, metric_name
 

@@ -12,15 +12,27 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
 from cacheservice import create_app
+from cacheservice.migrations import upgrade
 from tests.support.auth import TEST_JWT_SECRET, authorized_client
 
 BASE_REDIS_URL = os.environ.get("CACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+BASE_DATABASE_URL = os.environ.get(
+    "CACHE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"
+)
+TABLES = (
+    "cache_entries",
+    "cache_sessions",
+    "cache_metrics",
+    "cache_configurations",
+    "flush_batches",
+)
 FIRST_TEST_DB = 10
 
 
@@ -54,6 +66,26 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def database_url(worker_id: str) -> str:
+    """A database of this test run and xdist worker, created afresh with every migration."""
+    url = f"{BASE_DATABASE_URL}/cacheservice_test_{_worker_index(worker_id)}"
+    maintenance = f"{BASE_DATABASE_URL}/postgres"
+    name = f"cacheservice_test_{_worker_index(worker_id)}"
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the test database, every table emptied before the test."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        yield conn
+
+
 AppFactory = Callable[..., Flask]
 
 
@@ -63,11 +95,11 @@ def app_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_app(redis_client: redis.Redis, redis_url: str) -> AppFactory:
-    """Build an app on the test database with some settings overridden."""
+def make_app(redis_client: redis.Redis, redis_url: str, database_url: str) -> AppFactory:
+    """Build an app on the test databases with some settings overridden."""
 
     def make(**overrides: Any) -> Flask:
-        return create_app(app_settings(redis_url, **overrides))
+        return create_app(app_settings(redis_url, database_url=database_url, **overrides))
 
     return make
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 from flask import Flask, Response, g, request
 
 from cacheservice.access import AccessControl
@@ -30,6 +31,9 @@ class RouteAccess:
     namespace_from: str | None = None
     # True when the cache operation carries the limit check in its own script call.
     folded: bool = False
+    # True when a failing limiter must not fail the request (health must answer while Redis,
+    # the limiter's store, is down: that is what it reports).
+    limit_fails_open: bool = False
 
 
 ROUTES: dict[tuple[str, str], RouteAccess] = {
@@ -39,6 +43,10 @@ ROUTES: dict[tuple[str, str], RouteAccess] = {
     ("batch.BatchGet", "POST"): RouteAccess("cache:read", "batch", "body"),
     ("batch.BatchSet", "POST"): RouteAccess("cache:write", "batch", "body"),
     ("invalidation.Invalidate", "POST"): RouteAccess("cache:write", "batch", "body"),
+    ("stats.Statistics", "GET"): RouteAccess("stats:read", "statistics"),
+    ("health.Health", "GET"): RouteAccess(None, "health", limit_fails_open=True),
+    # Scraped every few seconds by Prometheus: protected, but not rate limited.
+    ("monitoring.metrics", "GET"): RouteAccess("stats:read", None),
     # Documentation is public and not limited.
     ("api-docs.openapi_json", "GET"): RouteAccess(None, None),
     ("api-docs.openapi_swagger_ui", "GET"): RouteAccess(None, None),
@@ -112,6 +120,11 @@ def enforce_access() -> None:
     g.rate_limit = check
     if access.folded and control.limiter.folds_into_cache_calls:
         g.folded_rate_limit = check
+    elif access.limit_fails_open:
+        try:
+            control.limiter.run_alone(check)
+        except redis.RedisError:
+            g.pop("rate_limit", None)
     else:
         control.limiter.run_alone(check)
 

@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 import flask_smorest
+import psycopg
+import psycopg_pool
 import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -153,7 +155,14 @@ class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
         return http_error_response(error)
 
 
+def database_error_response(error: Exception) -> Response:
+    log.warning("postgres unavailable: %s", error)
+    return error_response(ServiceUnavailable("Postgres is unavailable", store="postgres"))
+
+
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(psycopg.OperationalError, database_error_response)
+    app.register_error_handler(psycopg_pool.PoolTimeout, database_error_response)
     app.register_error_handler(Unauthorized, unauthorized_response)
     app.register_error_handler(RateLimited, rate_limited_response)
     app.register_error_handler(ServiceError, error_response)

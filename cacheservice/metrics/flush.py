@@ -142,7 +142,7 @@ def parse_metric_field(field: str) -> tuple[str, datetime, str]:
 
 
 def flush_metrics(
-    pending: PendingStore, database: Database, queries: dict[str, str]
+    pending: PendingStore, database: Database, queries: dict[str, str], now_ms: int
 ) -> FlushReport:
     """Flush the per-minute, per-namespace metric samples pushed by the web processes."""
     report = FlushReport()
@@ -161,6 +161,6 @@ def flush_metrics(
             report.rows += len(samples)
         else:
             report.skipped_batches += 1
-    pending.finish_metrics_batch(batch_id)
+    pending.finish_metrics_batch(batch_id, now_ms)
     report.batches += 1
     return report

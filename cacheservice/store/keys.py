@@ -19,7 +19,8 @@ Service-wide keys, each group in one slot of its own:
     cs:{metrics}:push:<id>       marker making one push idempotent
     cs:{metrics}:namespaces      every namespace that has seen traffic
     cs:{metrics}:inflight        id of the metrics batch being flushed
-    cs:{metrics}:batch:<id>:p    that batch
+    cs:{metrics}:batch:<id>:p    that batch (kept a minute after it is applied)
+    cs:{metrics}:done            ids of batches applied in the last minute, scored by time
     cs:{flush}:lock:<task>       overlap lock of a periodic task
     cs:{flush}:last:<task>       when the task last completed (ms)
     cs:{health}:probes           health probe results per minute, for the uptime figure
@@ -112,6 +113,7 @@ class MetricsKeys:
     pending = f"{PREFIX}:{{metrics}}:pending"
     namespaces = f"{PREFIX}:{{metrics}}:namespaces"
     inflight = f"{PREFIX}:{{metrics}}:inflight"
+    done = f"{PREFIX}:{{metrics}}:done"
     batch_prefix = f"{PREFIX}:{{metrics}}:batch:"
 
     @staticmethod

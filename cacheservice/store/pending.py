@@ -21,6 +21,9 @@ from cacheservice.store.scripts import ScriptCall, Scripts
 ENTRY_BATCH_PARTS = ("h", "a", "m")  # Taken over from fh, fa and fm.
 METRICS_BATCH_PARTS = ("p",)
 READ_CHUNK = 1000
+# Long enough for any statistics request that took its Postgres snapshot before a batch was
+# applied to still find the batch in Redis.
+DONE_BATCH_KEEP_MS = 60_000
 METADATA_FIELDS = ("ca", "ua", "ex", "ttl", "tg", "sz")
 
 
@@ -164,23 +167,28 @@ class PendingStore:
     def read_metrics(self, name: str) -> dict[str, float]:
         return {key: float(value) for key, value in self._scan_hash(name)}
 
-    def finish_metrics_batch(self, batch_id: str) -> None:
+    def finish_metrics_batch(self, batch_id: str, now_ms: int) -> None:
         call = ScriptCall(
-            Scripts.finish_batch,
-            [MetricsKeys.inflight],
-            [MetricsKeys.batch_prefix, batch_id, *METRICS_BATCH_PARTS],
+            Scripts.finish_metrics_batch,
+            [MetricsKeys.inflight, MetricsKeys.done],
+            [MetricsKeys.batch_prefix, batch_id, now_ms, DONE_BATCH_KEEP_MS],
         )
         self.scripts.run(call)
 
-    def unflushed_metrics(self) -> tuple[dict[str, float], str | None, dict[str, float]]:
-        """What statistics add to Postgres: the pending hash, and the in-flight batch (its id
-        tells the caller whether Postgres already holds it)."""
-        pending = self.read_metrics(MetricsKeys.pending)
-        inflight = self.client.get(MetricsKeys.inflight)
-        if inflight is None:
-            return pending, None, {}
-        batch_id = _text(inflight)
-        return pending, batch_id, self.read_metrics(self.metrics_batch_key(batch_id))
+    def metrics_snapshot(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """The pending metric deltas, and every batch Postgres may not hold yet (by id)."""
+        call = ScriptCall(
+            Scripts.metrics_snapshot,
+            [MetricsKeys.pending, MetricsKeys.inflight, MetricsKeys.done],
+            [MetricsKeys.batch_prefix],
+        )
+        reply = self.scripts.run(call)
+        batches = {_text(batch_id): _floats(fields) for batch_id, fields in reply[1:]}
+        return _floats(reply[0]), batches
+
+
+def _floats(flat: Sequence[bytes]) -> dict[str, float]:
+    return {_text(name): float(value) for name, value in zip(flat[::2], flat[1::2], strict=True)}
 
 
 def _text(value: bytes | str) -> str:

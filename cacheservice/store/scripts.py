@@ -79,6 +79,8 @@ class Scripts:
     claim_batch = Script.load("claim_batch")
     finish_batch = Script.load("finish_batch")
     push_metrics = Script.load("push_metrics")
+    finish_metrics_batch = Script.load("finish_metrics_batch")
+    metrics_snapshot = Script.load("metrics_snapshot")
     rate_limit = Script.with_rate_limit_library("rate_limit_only")
     guarded_get_entries = get_entries.guarded()
     guarded_set_entry = set_entry.guarded()

@@ -274,6 +274,12 @@ ROUTE_REQUESTS: dict[tuple[str, str], Request] = {
     ("invalidation.Invalidate", "POST"): lambda http, ns, token=None: http.post(
         "/cache/invalidate", json={"namespace": ns, "tags": ["t"]}, headers=_auth(token)
     ),
+    ("stats.Statistics", "GET"): lambda http, ns, token=None: http.get(
+        f"/cache/statistics?namespace={ns}", headers=_auth(token)
+    ),
+    ("monitoring.metrics", "GET"): lambda http, _ns, token=None: http.get(
+        "/metrics", headers=_auth(token)
+    ),
 }
 # What each allowed request answers on an empty database.
 ALLOWED_STATUS = {
@@ -283,10 +289,13 @@ ALLOWED_STATUS = {
     ("batch.BatchGet", "POST"): 200,
     ("batch.BatchSet", "POST"): 200,
     ("invalidation.Invalidate", "POST"): 200,
+    ("stats.Statistics", "GET"): 200,
+    ("monitoring.metrics", "GET"): 200,
 }
 PROTECTED_ROUTES = sorted(route for route, access in ROUTES.items() if access.scope is not None)
 READS = {route for route in PROTECTED_ROUTES if ROUTES[route].scope == "cache:read"}
-ALL = set(PROTECTED_ROUTES)
+ALL = {route for route in PROTECTED_ROUTES if str(ROUTES[route].scope).startswith("cache:")}
+STATS = {route for route in PROTECTED_ROUTES if ROUTES[route].scope == "stats:read"}
 # Scope claim -> the routes it opens in namespace NS.
 SCOPE_MATRIX: dict[str, set[tuple[str, str]]] = {
     "cache:read": READS,
@@ -296,15 +305,15 @@ SCOPE_MATRIX: dict[str, set[tuple[str, str]]] = {
     f"cache:read:{OTHER_NS}": set(),
     f"cache:write:{OTHER_NS}": set(),
     "cache:admin": ALL,
-    "stats:read": set(),
+    "stats:read": STATS,
     "sessions:write": set(),
     "": set(),
 }
 
 
 def test_the_matrix_covers_every_protected_route() -> None:
-    assert set(ROUTE_REQUESTS) == ALL
-    assert set(ALLOWED_STATUS) == ALL
+    assert set(ROUTE_REQUESTS) == set(PROTECTED_ROUTES) == ALL | STATS
+    assert set(ALLOWED_STATUS) == set(PROTECTED_ROUTES)
     assert {("entries.Entry", "GET"), ("batch.BatchGet", "POST")} == READS
 
 
@@ -317,8 +326,10 @@ def test_scope_matrix(app: Flask, route: tuple[str, str], scope: str) -> None:
 
     if route in SCOPE_MATRIX[scope]:
         assert response.status_code == ALLOWED_STATUS[route], response.get_json()
-    else:
+    elif route in ALL:
         assert_forbidden(response, f"{ROUTES[route].scope}:{NS}")
+    else:
+        assert_forbidden(response, str(ROUTES[route].scope))
 
 
 def test_a_denied_write_changes_nothing(app: Flask) -> None:
