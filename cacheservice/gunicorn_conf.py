@@ -61,3 +61,16 @@ def child_exit(server: Any, worker: Any) -> None:  # noqa: ARG001
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated
+
+
+def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001
+    """Push the last second of metrics and close the Postgres pool while gevent still runs.
+
+    Left to the garbage collector, the pool's finaliser runs after the hub is gone.
+    """
+    from cacheservice.services import EXTENSION_NAME
+
+    app = getattr(worker, "wsgi", None)
+    services = getattr(app, "extensions", {}).get(EXTENSION_NAME)
+    if services is not None:
+        services.shutdown()

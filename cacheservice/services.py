@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from cacheservice.store.keys import KeySpace
 from cacheservice.store.pending import PendingStore
 
 EXTENSION_NAME = "cacheservice"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class Services:
             queries=load_queries(),
             started_at=time.time(),
         )
+
+    def shutdown(self) -> None:
+        """Flush what the process still holds: metric deltas, then the Postgres pool."""
+        try:
+            self.metrics.push()
+        except Exception:  # Shutting down: log and go on closing.
+            log.exception("final metrics push failed")
+        self.database.close()
 
     @classmethod
     def init_app(cls, app: Flask, settings: Settings) -> Services:
