@@ -103,6 +103,8 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
+    # "kid1:<base64 32 bytes>,kid0:<...>": the first encrypts, all decrypt (cacheservice/crypto.py).
+    encryption_keys: str | None = None
     # Rate limits as "<count>/<second|minute|hour|day>", per verified subject.
     rate_limit_cache: str = "10000/hour"
     rate_limit_batch: str = "1000/hour"
@@ -159,6 +161,7 @@ class Settings:
             jwt_issuer=env.get("CACHE_JWT_ISSUER") or None,
             jwt_audience=env.get("CACHE_JWT_AUDIENCE") or None,
             jwt_leeway_seconds=_int(env, "CACHE_JWT_LEEWAY", 30),
+            encryption_keys=env.get("CACHE_ENCRYPTION_KEYS") or None,
             rate_limit_cache=env.get("CACHE_RATE_LIMIT_CACHE") or cls.rate_limit_cache,
             rate_limit_batch=env.get("CACHE_RATE_LIMIT_BATCH") or cls.rate_limit_batch,
             rate_limit_statistics=(

@@ -82,3 +82,9 @@ class RateLimitExceeded(ServiceError):
     def __init__(self, limit: int, reset_time: str, retry_after: int) -> None:
         super().__init__(limit=limit, remaining=0, reset_time=reset_time)
         self.retry_after = retry_after
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+    message = "No such resource"

@@ -15,6 +15,8 @@ from cacheservice.config import Settings
 from cacheservice.db import Database, load_queries
 from cacheservice.limits import RateLimiter
 from cacheservice.metrics.recorder import AggregatingMetrics
+from cacheservice.namespaces.config import NamespaceConfig
+from cacheservice.namespaces.registry import NamespaceRegistry
 from cacheservice.store.connection import connect
 from cacheservice.store.entries import EntryStore
 from cacheservice.store.invalidation import Invalidator
@@ -37,6 +39,7 @@ class Services:
     pending: PendingStore
     database: Database
     queries: dict[str, str]
+    namespaces: NamespaceRegistry
     started_at: float
 
     @classmethod
@@ -47,8 +50,21 @@ class Services:
         keyspace = KeySpace(settings.namespace_buckets)
         pending = PendingStore(client, keyspace)
         metrics = AggregatingMetrics(pending)
+        database = Database(settings)
+        queries = load_queries()
+        namespaces = NamespaceRegistry(
+            database,
+            queries,
+            NamespaceConfig(
+                default_ttl=settings.default_ttl, max_value_bytes=settings.max_value_bytes
+            ),
+        )
         cache = Cache(
-            settings, EntryStore(client, keyspace), Invalidator(client, keyspace), metrics
+            settings,
+            EntryStore(client, keyspace),
+            Invalidator(client, keyspace),
+            namespaces,
+            metrics,
         )
         access = AccessControl.build(settings, RateLimiter.build(settings, client))
         return cls(
@@ -59,17 +75,25 @@ class Services:
             access=access,
             metrics=metrics,
             pending=pending,
-            database=Database(settings),
-            queries=load_queries(),
+            database=database,
+            queries=queries,
+            namespaces=namespaces,
             started_at=time.time(),
         )
 
+    @property
+    def keyring_available(self) -> bool:
+        """Whether values can be encrypted here (``CACHE_ENCRYPTION_KEYS`` holds a key)."""
+        return len(self.cache.keyring) > 0
+
     def shutdown(self) -> None:
         """Flush what the process still holds: metric deltas, then the Postgres pool."""
+        self.namespaces.stopped = True
         try:
             self.metrics.push()
         except Exception:  # Shutting down: log and go on closing.
             log.exception("final metrics push failed")
+        self.metrics.stopped = True
         self.database.close()
 
     @classmethod

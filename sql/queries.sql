@@ -108,3 +108,43 @@ DELETE FROM flush_batches WHERE applied_at < now() - interval '7 days'
 
 -- name: ping
 SELECT 1
+
+-- name: all_configurations
+SELECT namespace, configuration, status, created_at, updated_at
+FROM cache_configurations
+ORDER BY namespace
+
+-- name: get_configuration
+SELECT namespace, configuration, status, created_at, updated_at
+FROM cache_configurations
+WHERE namespace = %(namespace)s
+
+-- name: put_configuration
+-- Returns whether the row is new (xmax = 0 on an inserted row).
+INSERT INTO cache_configurations AS c (namespace, configuration, status)
+VALUES (%(namespace)s, %(configuration)s, %(status)s)
+ON CONFLICT (namespace) DO UPDATE SET
+    configuration = EXCLUDED.configuration,
+    status = EXCLUDED.status,
+    updated_at = now()
+RETURNING namespace, configuration, status, created_at, updated_at, (xmax = 0) AS created
+
+-- name: lock_configuration
+-- Serialises read-modify-write of one namespace's configuration (PATCH).
+SELECT pg_advisory_xact_lock(hashtext('cache_configurations:' || %(namespace)s))
+
+-- name: delete_configuration
+DELETE FROM cache_configurations WHERE namespace = %(namespace)s RETURNING namespace
+
+-- name: dictionaries_after
+SELECT id, namespace, data FROM compression_dictionaries WHERE id > %(after)s ORDER BY id
+
+-- name: latest_dictionaries
+SELECT DISTINCT ON (namespace) namespace, id
+FROM compression_dictionaries
+ORDER BY namespace, id DESC
+
+-- name: insert_dictionary
+INSERT INTO compression_dictionaries (namespace, data, samples)
+VALUES (%(namespace)s, %(data)s, %(samples)s)
+RETURNING id, created_at

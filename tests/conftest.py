@@ -95,13 +95,20 @@ def app_settings(redis_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_app(redis_client: redis.Redis, redis_url: str, database_url: str) -> AppFactory:
-    """Build an app on the test databases with some settings overridden."""
+def make_app(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator[AppFactory]:
+    """Build apps on the test databases with some settings overridden; shut down after."""
+    made: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        return create_app(app_settings(redis_url, database_url=database_url, **overrides))
+        app = create_app(app_settings(redis_url, database_url=database_url, **overrides))
+        made.append(app)
+        return app
 
-    return make
+    yield make
+    for app in made:
+        # Close the Postgres pool now, in this thread: left to the garbage collector, its
+        # finaliser may run in one of its own threads and fail to join itself.
+        app.extensions["cacheservice"].shutdown()
 
 
 @pytest.fixture

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from cacheservice.api import batch, entries, health, invalidation, monitoring, stats
+from cacheservice.api import (
+    batch,
+    entries,
+    health,
+    invalidation,
+    monitoring,
+    namespaces,
+    stats,
+)
 from cacheservice.api.access import init_access
 from cacheservice.api.errors import Api, register_error_handlers
 from cacheservice.api.observability import init_observability
@@ -27,7 +35,8 @@ def init_api(app: Flask) -> Api:
     api = Api(app, spec_kwargs={"extra_plugins": [AccessDocsPlugin()]})
     api.spec.components.security_scheme(SECURITY_SCHEME, BEARER_JWT)
     # Static routes (/cache/batch ...) are matched before the /cache/<path:key> converter.
-    for blueprint in (batch.blp, invalidation.blp, stats.blp, health.blp, entries.blp):
+    blueprints = (batch.blp, invalidation.blp, stats.blp, health.blp, entries.blp, namespaces.blp)
+    for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(monitoring.blp)
     register_error_handlers(app)

@@ -50,12 +50,12 @@ class BatchGet(MethodView):
         `total_requested` counts distinct keys. Found entries count as hits.
         """
         namespace = body["namespace"]
-        keys, found, now = cache().read_many(namespace, body["keys"])
+        keys, found = cache().read_many(namespace, body["keys"])
         include_metadata = body["include_metadata"]
         return json_response(
             {
                 "entries": [
-                    entry_body(namespace, found[key], include_metadata, now)
+                    entry_body(namespace, found[key], include_metadata)
                     for key in keys
                     if key in found
                 ],

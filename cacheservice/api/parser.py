@@ -24,7 +24,7 @@ def request_json() -> Any:
     """
     if "json_body" in g:
         return g.json_body
-    data = _read_body(request)
+    data = read_body(request)
     if not data:
         g.json_body = None
     elif not is_json_request(request):
@@ -38,7 +38,7 @@ def request_json() -> Any:
     return g.json_body
 
 
-def _read_body(req: flask.Request) -> bytes:
+def read_body(req: flask.Request) -> bytes:
     data = req.get_data(cache=True)
     # Werkzeug stops reading a body without Content-Length (chunked) at the limit and
     # returns what it read, silently cut; a byte left unread means the body was too large.

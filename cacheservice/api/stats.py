@@ -27,11 +27,14 @@ class Statistics(MethodView):
         """Get cache statistics
 
         Counts are exact over the window (default: the last 24 hours), flushed to Postgres or
-        not yet (up to one second of a web process's own counts may still be in memory).
+        not yet (up to one second of another web process's counts may still be in its memory).
         Memory figures are estimates from a periodic sample; `memory_sampled_at` says when.
         `top_keys` come from the entries flushed to Postgres.
         """
         found = services()
+        # This process's own counts of the last second join Redis first, so a caller that reads
+        # its statistics right after its requests sees every one of them.
+        found.metrics.push()
         body = statistics(
             client=found.redis,
             keyspace=found.keyspace,

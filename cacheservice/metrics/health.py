@@ -53,7 +53,15 @@ def _redis_section(client: redis.Redis) -> tuple[dict[str, Any] | None, dict[str
     try:
         info = client.info()
     except redis.RedisError as error:
-        return None, {"status": "disconnected", "error": str(error)[:200]}
+        # Every field of the seed's shape stays, empty, so clients can read it unconditionally.
+        return None, {
+            "status": "disconnected",
+            "version": None,
+            "memory_usage": None,
+            "connected_clients": None,
+            "maxmemory_policy": None,
+            "error": str(error)[:200],
+        }
     used = int(info.get("used_memory", 0))
     return info, {
         "status": "connected",
@@ -86,6 +94,16 @@ def _workers_section(
     # Several missed runs in a row mean no worker (or no beat) is running.
     status = "up" if lag <= max(30.0, 6 * flush_interval) else "down"
     return {"status": status, "last_flush_at": format_ms(last), "flush_lag_seconds": round(lag, 1)}
+
+
+# The seed's sections with nothing known, when the store they come from is down.
+UNKNOWN_MEMORY = {"used_mb": None, "total_mb": None, "usage_percentage": None}
+UNKNOWN_CONNECTIONS = {"active": None, "max": None, "usage_percentage": None}
+UNKNOWN_PERFORMANCE = {
+    figure: None
+    for name in ("average_response_time", "p95_response_time", "p99_response_time")
+    for figure in (name, f"{name}_ms")
+} | {"error_rate": None}
 
 
 def _percent(part: float, whole: float) -> float | None:
@@ -157,14 +175,23 @@ def health_report(sources: HealthSources) -> tuple[int, dict[str, Any]]:
         uptime, probes = uptime_share(sources.client, now)
         body["uptime"], body["uptime_probes"] = uptime, probes
         window = Window(datetime.now(UTC) - PERFORMANCE_WINDOW, datetime.now(UTC))
-        try:
-            totals = metric_totals(sources.pending, sources.database, sources.queries, window, None)
-            body["performance"] = _performance(totals)
-        except (psycopg.Error, psycopg_pool.PoolTimeout):
-            body["performance"] = None
+        body["performance"] = dict(UNKNOWN_PERFORMANCE)
+        # A Postgres that just failed its ping is not waited for a second time.
+        if postgres["status"] == "connected":
+            try:
+                totals = metric_totals(
+                    sources.pending, sources.database, sources.queries, window, None
+                )
+                body["performance"] = _performance(totals)
+            except (psycopg.Error, psycopg_pool.PoolTimeout):
+                pass
     else:
         body.update(
-            memory_usage=None, connections=None, uptime=None, uptime_probes=0, performance=None
+            memory_usage=dict(UNKNOWN_MEMORY),
+            connections=dict(UNKNOWN_CONNECTIONS),
+            uptime=None,
+            uptime_probes=0,
+            performance=dict(UNKNOWN_PERFORMANCE),
         )
     if not redis_up:
         status = "unhealthy"

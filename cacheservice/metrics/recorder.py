@@ -40,7 +40,7 @@ def _push_forever(metrics: weakref.ref[AggregatingMetrics], interval: float) -> 
     while True:
         time.sleep(interval)
         recorder = metrics()
-        if recorder is None:
+        if recorder is None or recorder.stopped:
             return
         try:
             recorder.push()
@@ -79,8 +79,12 @@ class AggregatingMetrics:
     _namespaces: set[str] = field(default_factory=set)
     _unsent: deque[_Push] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Serialises pushes: the pusher thread, a request (statistics) and shutdown may push at
+    # once, and two loops over ``_unsent`` would each pop an item, one of them never sent.
+    _push_lock: threading.Lock = field(default_factory=threading.Lock)
     _pusher_pid: int = 0
     dropped_pushes: int = 0
+    stopped: bool = False
 
     def count(self, namespace: str, name: str, value: float = 1) -> None:
         minute = int(self.clock()) // 60 * 60
@@ -121,17 +125,18 @@ class AggregatingMetrics:
 
     def push(self) -> None:
         """Send what accumulated, oldest unsent first; keep whatever fails for the next try."""
-        fresh = self.take()
-        if fresh is not None:
-            self._unsent.append(fresh)
-        while self._unsent:
-            push = self._unsent[0]
-            try:
-                self.pending.push_metrics(push.push_id, push.namespaces, push.deltas)
-            except redis.RedisError as error:
-                log.warning("metrics push deferred, Redis unavailable: %s", error)
-                break
-            self._unsent.popleft()
-        while len(self._unsent) > MAX_UNSENT_PUSHES:
-            self._unsent.popleft()
-            self.dropped_pushes += 1
+        with self._push_lock:
+            fresh = self.take()
+            if fresh is not None:
+                self._unsent.append(fresh)
+            while self._unsent:
+                push = self._unsent[0]
+                try:
+                    self.pending.push_metrics(push.push_id, push.namespaces, push.deltas)
+                except redis.RedisError as error:
+                    log.warning("metrics push deferred, Redis unavailable: %s", error)
+                    break
+                self._unsent.popleft()
+            while len(self._unsent) > MAX_UNSENT_PUSHES:
+                self._unsent.popleft()
+                self.dropped_pushes += 1

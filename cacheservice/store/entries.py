@@ -35,10 +35,16 @@ class StoredEntry:
     value_type: str
     compression: str
     etag: str
+    sliding: bool = False
+    # The elements of a list or set entry (as stored: JSON text, or set members).
+    items: tuple[bytes, ...] = ()
+    # How many elements a list or set holds (reported by PATCH, which returns no value).
+    length: int | None = None
 
     @classmethod
-    def from_fields(cls, key: str, flat: Sequence[bytes]) -> StoredEntry:
+    def from_fields(cls, key: str, flat: Sequence[Any]) -> StoredEntry:
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        items = fields.get(b"items")
 
         def optional_int(name: bytes) -> int | None:
             raw = fields.get(name, b"")
@@ -56,10 +62,13 @@ class StoredEntry:
             hit_count=int(fields.get(b"hc", b"0")),
             last_access_ms=optional_int(b"la"),
             raw_bytes=int(fields[b"sz"]),
-            stored_bytes=len(fields[b"v"]),
+            stored_bytes=len(fields[b"v"]) if items is None else int(fields[b"sz"]),
             value_type=fields[b"ty"].decode(),
             compression=fields[b"cp"].decode(),
             etag=fields[b"et"].decode(),
+            sliding=fields.get(b"sl") == b"1",
+            items=tuple(items or ()),
+            length=int(fields[b"length"]) if b"length" in fields else None,
         )
 
 
@@ -73,6 +82,9 @@ class NewEntry:
     expires_ms: int | None
     tags: tuple[str, ...]
     etag: str
+    sliding: bool = False
+    # Elements of a list (in order) or set entry; stored in a native Redis list or set.
+    items: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,20 +125,23 @@ class EntryStore:
         guard.settle(reply[0])
         return reply[1]
 
-    def _get_call(self, bucket: Bucket, keys: list[str], now_ms: int) -> ScriptCall:
+    def _get_call(self, bucket: Bucket, keys: list[str], now_ms: int, sliding: bool) -> ScriptCall:
         return ScriptCall(
             Scripts.get_entries,
             [bucket.pending_hits, bucket.pending_access, *map(bucket.entry, keys)],
-            [now_ms, *keys],
+            [now_ms, "1" if sliding else "0", bucket.prefix, *keys],
         )
 
-    def get_many(self, namespace: str, keys: Iterable[str], now_ms: int) -> dict[str, StoredEntry]:
+    def get_many(
+        self, namespace: str, keys: Iterable[str], now_ms: int, sliding: bool = False
+    ) -> dict[str, StoredEntry]:
         """Read entries and count their hits: one script call per bucket, one pipeline."""
         by_bucket: dict[Bucket, list[str]] = defaultdict(list)
         for key in keys:
             by_bucket[self.keyspace.bucket(namespace, key)].append(key)
         calls = [
-            self._get_call(bucket, bucket_keys, now_ms) for bucket, bucket_keys in by_bucket.items()
+            self._get_call(bucket, bucket_keys, now_ms, sliding)
+            for bucket, bucket_keys in by_bucket.items()
         ]
         replies = self.scripts.run_pipelined(calls)
         found: dict[str, StoredEntry] = {}
@@ -137,9 +152,14 @@ class EntryStore:
         return found
 
     def get(
-        self, namespace: str, key: str, now_ms: int, guard: LimitCheck | None = None
+        self,
+        namespace: str,
+        key: str,
+        now_ms: int,
+        guard: LimitCheck | None = None,
+        sliding: bool = False,
     ) -> StoredEntry | None:
-        call = self._get_call(self.keyspace.bucket(namespace, key), [key], now_ms)
+        call = self._get_call(self.keyspace.bucket(namespace, key), [key], now_ms, sliding)
         (flat,) = self._run(call, guard, Scripts.guarded_get_entries, now_ms)
         return StoredEntry.from_fields(key, flat) if flat else None
 
@@ -157,6 +177,8 @@ class EntryStore:
                 "1" if overwrite else "0",
                 "" if entry.expires_ms is None else entry.expires_ms,
                 "\n".join(entry.tags),
+                len(entry.items),
+                *entry.items,
                 "v",
                 entry.value.blob,
                 "ty",
@@ -169,6 +191,8 @@ class EntryStore:
                 "" if entry.ttl is None else entry.ttl,
                 "et",
                 entry.etag,
+                "sl",
+                "1" if entry.sliding else "0",
             ],
         )
 
@@ -200,3 +224,33 @@ class EntryStore:
         bucket = self.keyspace.bucket(namespace, key)
         call = ScriptCall(Scripts.delete_entry, [bucket.entry(key)], [bucket.prefix, key])
         return bool(self._run(call, guard, Scripts.guarded_delete_entry, now_ms))
+
+    def patch(
+        self,
+        namespace: str,
+        key: str,
+        operation: str,
+        arguments: Sequence[str | bytes | int],
+        now_ms: int,
+        max_ttl: int | None,
+        guard: LimitCheck | None = None,
+    ) -> StoredEntry | str:
+        """Apply one PATCH operation atomically; the entry afterwards, or an error word
+        (``missing``, ``not_list``, ``not_set``, ``no_expiry``, ``too_long``)."""
+        bucket = self.keyspace.bucket(namespace, key)
+        call = ScriptCall(
+            Scripts.patch_entry,
+            [bucket.entry(key)],
+            [
+                bucket.prefix,
+                key,
+                now_ms,
+                "" if max_ttl is None else max_ttl,
+                operation,
+                *arguments,
+            ],
+        )
+        reply = self._run(call, guard, Scripts.guarded_patch_entry, now_ms)
+        if reply[0] != b"ok":
+            return str(reply[0].decode())
+        return StoredEntry.from_fields(key, reply[1:])

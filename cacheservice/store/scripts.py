@@ -85,6 +85,8 @@ class Scripts:
     guarded_get_entries = get_entries.guarded()
     guarded_set_entry = set_entry.guarded()
     guarded_delete_entry = delete_entry.guarded()
+    patch_entry = Script.load("patch_entry")
+    guarded_patch_entry = patch_entry.guarded()
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client

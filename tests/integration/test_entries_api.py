@@ -31,6 +31,8 @@ METADATA_FIELDS = {
     "size_bytes",
     "stored_bytes",
     "compression",
+    # Beyond the contract's list: whether reads slide the expiry.
+    "sliding",
 }
 
 
@@ -281,7 +283,7 @@ def test_duplicate_tags_are_stored_once(client: FlaskClient) -> None:
         {"tags": ["a b"]},
         {"tags": ["a\n"]},
         {"tags": [f"t{i}" for i in range(33)]},
-        {"type": "list"},
+        {"type": "hash"},
         {"expires_at": "tomorrow"},
     ],
 )

@@ -42,7 +42,7 @@ def test_unknown_route_is_404_not_found(client: FlaskClient, path: str) -> None:
         ("put", "/cache", {"POST"}),
         ("delete", "/cache", {"POST"}),
         ("get", "/cache", {"POST"}),
-        ("patch", "/cache/batch-set", {"POST"}),
+        ("patch", "/cache", {"POST"}),
         ("post", "/openapi.json", {"GET"}),
     ],
 )

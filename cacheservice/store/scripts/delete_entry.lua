@@ -15,6 +15,6 @@ for tag in string.gmatch(tags, '[^\n]+') do
   redis.call('ZREM', prefix .. 't:' .. tag, key)
 end
 redis.call('ZREM', prefix .. 'idx', key)
-redis.call('UNLINK', entry)
+redis.call('UNLINK', entry, prefix .. 'c:' .. key)
 redis.call('SADD', prefix .. 'fm', key)
 return 1

@@ -61,7 +61,7 @@ for i = 6 + n_tags, #ARGV do
         redis.call('ZREM', prefix .. 't:' .. tag, key)
       end
       redis.call('ZREM', index, key)
-      redis.call('UNLINK', entry)
+      redis.call('UNLINK', entry, prefix .. 'c:' .. key)
       redis.call('SADD', prefix .. 'fm', key)
       deleted[1] = deleted[1] + 1
       if #deleted <= max_listed then

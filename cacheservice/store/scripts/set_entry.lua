@@ -7,7 +7,9 @@
 -- ARGV[4]  overwrite: "1" replaces an existing entry, "0" refuses to
 -- ARGV[5]  expiry (ms since the epoch) or "" for none
 -- ARGV[6]  tags joined with "\n" ("" for none); tags cannot contain a newline
--- ARGV[7..] field/value pairs of the entry hash (value, type, ttl, sizes, etag, ...)
+-- ARGV[7]  n: how many list or set elements follow (0 for other types)
+-- ARGV[8 .. 7+n]  the elements of a list (in order) or a set
+-- ARGV[8+n ..]  field/value pairs of the entry hash (value, type, ttl, sizes, etag, ...)
 --
 -- Returns {status, created_at_ms}: status 1 = created, 2 = replaced, 0 = exists (refused).
 local entry = KEYS[1]
@@ -33,15 +35,37 @@ if existed and old[2] then
 end
 
 local created_at = existed and old[1] or now
+local items = tonumber(ARGV[7])
+local first_field = 8 + items
 redis.call('DEL', entry)
 local fields = {'ca', created_at, 'ua', now, 'ex', expiry, 'tg', tags,
                 'hc', old[3] or '0', 'la', old[4] or ''}
-for i = 7, #ARGV do
+local value_type = nil
+for i = first_field, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  if ARGV[i] == 'ty' then
+    value_type = ARGV[i + 1]
+  end
 end
 redis.call('HSET', entry, unpack(fields))
+
+-- A list or set lives in a native Redis collection beside its hash (same slot, same expiry).
+local collection = prefix .. 'c:' .. key
+redis.call('DEL', collection)
+for start = 8, 7 + items, 500 do
+  local stop = math.min(start + 499, 7 + items)
+  if value_type == 'list' then
+    redis.call('RPUSH', collection, unpack(ARGV, start, stop))
+  elseif value_type == 'set' then
+    redis.call('SADD', collection, unpack(ARGV, start, stop))
+  end
+end
 if expiry ~= '' then
   redis.call('PEXPIREAT', entry, expiry)
+  if items > 0 then
+    redis.call('PEXPIREAT', collection, expiry)
+  end
 end
 
 -- Indexes are scored by expiry so that expired members can be cut by score.

@@ -1,0 +1,1 @@
+"""Per-namespace configuration: the model, and the per-process registry that serves it."""
