@@ -89,7 +89,6 @@ class Settings:
     max_value_bytes: int = 1024 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
     max_json_depth: int = 64
-    max_batch_keys: int = 1000
     log_level: str = "INFO"
     # One JSON log line per request (method, path, status, duration, request id).
     request_log: bool = True
@@ -150,7 +149,6 @@ class Settings:
             max_value_bytes=_int(env, "CACHE_MAX_VALUE_BYTES", 1024 * 1024, minimum=1),
             max_body_bytes=_int(env, "CACHE_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024),
             max_json_depth=_int(env, "CACHE_MAX_JSON_DEPTH", 64, minimum=2),
-            max_batch_keys=_int(env, "CACHE_MAX_BATCH_KEYS", 1000, minimum=1),
             log_level=(env.get("CACHE_LOG_LEVEL") or "INFO").upper(),
             request_log=_bool(env, "CACHE_REQUEST_LOG", True),
             prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,

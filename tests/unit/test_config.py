@@ -16,7 +16,6 @@ def test_empty_environment_gives_the_defaults() -> None:
     assert settings.max_body_bytes == 8_388_608
     assert settings.default_ttl == 3600
     assert settings.max_json_depth == 64
-    assert settings.max_batch_keys == 1000
 
 
 def test_variables_are_parsed() -> None:
