@@ -337,7 +337,14 @@ class Cache:
         now = self.clock()
         arguments = self._patch_arguments(change, config, now)
         outcome = self.entries.patch(
-            namespace, key, change.operation, arguments, now, config.max_ttl, guard
+            namespace,
+            key,
+            change.operation,
+            arguments,
+            now,
+            config.max_ttl,
+            config.max_value_bytes,
+            guard,
         )
         if isinstance(outcome, str):
             raise _PATCH_ERRORS[outcome](key, namespace, change.operation)
@@ -367,8 +374,12 @@ class Cache:
             return []
         if operation == "tags":
             return list(dict.fromkeys(argument))
-        if operation in ("append", "prepend"):
+        if operation == "append":
             return list(collection_items(argument, "list"))
+        if operation == "prepend":
+            # The script LPUSHes one element after the other, which would reverse them; the
+            # contract keeps the order given.
+            return list(reversed(collection_items(argument, "list")))
         return list(collection_items(argument, "set"))
 
     def invalidate(
@@ -415,6 +426,12 @@ _PATCH_ERRORS: dict[str, Callable[[str, str, str], ServiceError]] = {
     "not_set": _type_error("set"),
     "no_expiry": lambda key, namespace, _operation: InvalidRequest(
         "extend_by needs an entry that expires", key=key, namespace=namespace, field="extend_by"
+    ),
+    "too_large": lambda key, namespace, operation: ValueTooLarge(
+        "The change would make the entry larger than the namespace allows",
+        key=key,
+        namespace=namespace,
+        field=operation,
     ),
     "too_long": lambda key, namespace, _operation: InvalidRequest(
         "The extended TTL would exceed the namespace's max_ttl",

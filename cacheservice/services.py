@@ -17,11 +17,13 @@ from cacheservice.limits import RateLimiter
 from cacheservice.metrics.recorder import AggregatingMetrics
 from cacheservice.namespaces.config import NamespaceConfig
 from cacheservice.namespaces.registry import NamespaceRegistry
+from cacheservice.sessions import Sessions
 from cacheservice.store.connection import connect
 from cacheservice.store.entries import EntryStore
 from cacheservice.store.invalidation import Invalidator
 from cacheservice.store.keys import KeySpace
 from cacheservice.store.pending import PendingStore
+from cacheservice.store.sessions import SessionStore
 
 EXTENSION_NAME = "cacheservice"
 
@@ -40,6 +42,7 @@ class Services:
     database: Database
     queries: dict[str, str]
     namespaces: NamespaceRegistry
+    sessions: Sessions
     started_at: float
 
     @classmethod
@@ -78,6 +81,7 @@ class Services:
             database=database,
             queries=queries,
             namespaces=namespaces,
+            sessions=Sessions(SessionStore(client), database, queries),
             started_at=time.time(),
         )
 

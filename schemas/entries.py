@@ -164,7 +164,12 @@ class PatchEntryBodySchema(Schema):
 
 
 class PutEntryQuerySchema(NamespaceQuerySchema):
-    ttl = ttl_field()
+    # A query string carries text, so the TTL is parsed from digits (a body's must be a number).
+    ttl = fields.Integer(
+        strict=False,
+        validate=validate.Range(min=1, max=MAX_TTL_SECONDS),
+        metadata={"description": "Relative time to live in seconds."},
+    )
     tags = DelimitedList(
         fields.String(validate=FullMatch(TAG_RE, error="Tag must match {regex}.")),
         load_default=list,

@@ -148,3 +148,75 @@ ORDER BY namespace, id DESC
 INSERT INTO compression_dictionaries (namespace, data, samples)
 VALUES (%(namespace)s, %(data)s, %(samples)s)
 RETURNING id, created_at
+
+-- name: insert_session
+INSERT INTO cache_sessions (session_id, user_id, data, ttl, last_accessed, created_at,
+                            updated_at, expires_at)
+VALUES (%(session_id)s, %(user_id)s, %(data)s, %(ttl)s, clock_timestamp(), clock_timestamp(),
+        clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s))
+RETURNING session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
+
+-- name: live_session
+SELECT session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
+FROM cache_sessions
+WHERE session_id = %(session_id)s AND expires_at > clock_timestamp()
+
+-- name: touch_session
+-- The read path while Redis is unreachable: slide the expiry in Postgres itself.
+UPDATE cache_sessions SET
+    last_accessed = clock_timestamp(),
+    expires_at = clock_timestamp() + make_interval(secs => ttl)
+WHERE session_id = %(session_id)s AND expires_at > clock_timestamp()
+RETURNING session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
+
+-- name: update_session
+-- Top-level merge of data, in one statement: concurrent PATCHes of different fields both
+-- survive (the row lock orders them). updated_at is the clock at execution, so the later
+-- writer's version is the larger one.
+UPDATE cache_sessions SET
+    data = data || %(data)s,
+    ttl = coalesce(%(ttl)s, ttl),
+    expires_at = CASE WHEN %(ttl)s::integer IS NULL THEN expires_at
+                      ELSE clock_timestamp() + make_interval(secs => %(ttl)s::integer) END,
+    updated_at = clock_timestamp()
+WHERE session_id = %(session_id)s AND expires_at > clock_timestamp()
+RETURNING session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
+
+-- name: delete_session
+DELETE FROM cache_sessions WHERE session_id = %(session_id)s
+RETURNING session_id, user_id, expires_at > clock_timestamp() AS live
+
+-- name: delete_user_sessions
+DELETE FROM cache_sessions WHERE user_id = %(user_id)s
+RETURNING session_id, expires_at > clock_timestamp() AS live
+
+-- name: live_user_sessions
+SELECT session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
+FROM cache_sessions
+WHERE user_id = %(user_id)s AND expires_at > clock_timestamp()
+ORDER BY created_at
+
+-- name: record_session_access
+-- Reads slid sessions in Redis; the workers bring last access and expiry here. GREATEST makes
+-- a replayed batch harmless.
+UPDATE cache_sessions AS s SET
+    last_accessed = GREATEST(s.last_accessed, a.last_accessed),
+    expires_at = GREATEST(s.expires_at, a.expires_at)
+FROM (SELECT unnest(%(session_ids)s::text[]) AS session_id,
+             unnest(%(last_accessed)s::timestamptz[]) AS last_accessed,
+             unnest(%(expires_at)s::timestamptz[]) AS expires_at) AS a
+WHERE s.session_id = a.session_id
+
+-- name: delete_expired_sessions
+-- Rows expired for longer than the grace period (sliding refreshes reach Postgres within a
+-- flush interval; the grace keeps a slid session's row until then). Bounded per run.
+DELETE FROM cache_sessions
+WHERE id IN (
+    SELECT id FROM cache_sessions
+    WHERE expires_at < clock_timestamp() - make_interval(secs => %(grace_seconds)s)
+    LIMIT %(limit)s
+)
+RETURNING session_id, user_id
+
+-- name: applied_batches
+SELECT id FROM flush_batches WHERE id = ANY(%(batch_ids)s)

@@ -100,7 +100,7 @@ def make_app(redis_client: redis.Redis, redis_url: str, database_url: str) -> It
     made: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        app = create_app(app_settings(redis_url, database_url=database_url, **overrides))
+        app = create_app(app_settings(redis_url, **{"database_url": database_url, **overrides}))
         made.append(app)
         return app
 

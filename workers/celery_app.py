@@ -31,6 +31,14 @@ app.conf.update(
             "task": "cacheservice.flush_metrics",
             "schedule": settings.flush_interval,
         },
+        "flush-session-access": {
+            "task": "cacheservice.flush_session_access",
+            "schedule": settings.flush_interval,
+        },
+        "cleanup-sessions": {
+            "task": "cacheservice.cleanup_sessions",
+            "schedule": settings.prune_interval,
+        },
         "prune-indexes": {
             "task": "cacheservice.prune_indexes",
             "schedule": settings.prune_interval,

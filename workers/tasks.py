@@ -8,12 +8,19 @@ from typing import Any
 
 from celery import shared_task
 
+from cacheservice import sessions
 from cacheservice.metrics import flush, maintenance
 from cacheservice.store.locks import mark_completed, task_lock
+from cacheservice.store.sessions import SessionStore
 from cacheservice.timefmt import now_ms
 from workers.context import WorkerContext, context
 
 log = logging.getLogger(__name__)
+
+# A row is removed this long after its expiry: sliding refreshes reach Postgres within a flush
+# interval, so a session still alive in Redis never loses its row.
+SESSION_CLEANUP_GRACE_SECONDS = 600
+SESSION_CLEANUP_BATCH = 5000
 
 
 def _locked(name: str, work: Callable[[WorkerContext], Any]) -> Any:
@@ -67,3 +74,25 @@ def sample_memory() -> Any:
         maintenance.sample_memory(ctx.redis, ctx.keyspace, ctx.pending, now_ms())
 
     return _locked("sample_memory", work)
+
+
+@shared_task(name="cacheservice.flush_session_access")
+def flush_session_access() -> Any:
+    def work(ctx: WorkerContext) -> int:
+        return sessions.flush_session_access(ctx.redis, ctx.database, ctx.queries)
+
+    return _locked("flush_session_access", work)
+
+
+@shared_task(name="cacheservice.cleanup_sessions")
+def cleanup_sessions() -> Any:
+    def work(ctx: WorkerContext) -> int:
+        return sessions.cleanup_expired_sessions(
+            SessionStore(ctx.redis),
+            ctx.database,
+            ctx.queries,
+            grace_seconds=SESSION_CLEANUP_GRACE_SECONDS,
+            limit=SESSION_CLEANUP_BATCH,
+        )
+
+    return _locked("cleanup_sessions", work)

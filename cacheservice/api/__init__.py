@@ -11,6 +11,7 @@ from cacheservice.api import (
     invalidation,
     monitoring,
     namespaces,
+    sessions,
     stats,
 )
 from cacheservice.api.access import init_access
@@ -35,7 +36,16 @@ def init_api(app: Flask) -> Api:
     api = Api(app, spec_kwargs={"extra_plugins": [AccessDocsPlugin()]})
     api.spec.components.security_scheme(SECURITY_SCHEME, BEARER_JWT)
     # Static routes (/cache/batch ...) are matched before the /cache/<path:key> converter.
-    blueprints = (batch.blp, invalidation.blp, stats.blp, health.blp, entries.blp, namespaces.blp)
+    blueprints = (
+        batch.blp,
+        invalidation.blp,
+        stats.blp,
+        health.blp,
+        entries.blp,
+        namespaces.blp,
+        sessions.blp,
+        sessions.users_blp,
+    )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     app.register_blueprint(monitoring.blp)

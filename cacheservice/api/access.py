@@ -53,6 +53,12 @@ ROUTES: dict[tuple[str, str], RouteAccess] = {
     ("namespaces.Namespace", "PATCH"): RouteAccess("cache:admin", "cache"),
     ("namespaces.Namespace", "DELETE"): RouteAccess("cache:admin", "cache"),
     ("namespaces.NamespaceDictionary", "POST"): RouteAccess("cache:admin", "cache"),
+    ("sessions.SessionsView", "POST"): RouteAccess("sessions:write", "sessions"),
+    ("sessions.SessionView", "GET"): RouteAccess("sessions:read", "sessions", folded=True),
+    ("sessions.SessionView", "PATCH"): RouteAccess("sessions:write", "sessions"),
+    ("sessions.SessionView", "DELETE"): RouteAccess("sessions:write", "sessions"),
+    ("user_sessions.UserSessionsView", "GET"): RouteAccess("sessions:read", "sessions"),
+    ("user_sessions.UserSessionsView", "DELETE"): RouteAccess("sessions:write", "sessions"),
     # Scraped every few seconds by Prometheus: protected, but not rate limited.
     ("monitoring.metrics", "GET"): RouteAccess("stats:read", None),
     # Documentation is public and not limited.

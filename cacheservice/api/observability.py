@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from cacheservice.metrics import prometheus
 from cacheservice.metrics.recorder import SERVICE
 from cacheservice.services import services
+from cacheservice.sessions import redacted
 from cacheservice.validation import DEFAULT_NAMESPACE, namespace_issue
 
 log = logging.getLogger("cacheservice.requests")
@@ -49,6 +50,14 @@ def _namespace() -> str:
     return DEFAULT_NAMESPACE
 
 
+def logged_path() -> str:
+    """The request path, with any session id cut short: ids are credentials."""
+    session_id = (request.view_args or {}).get("session_id")
+    if isinstance(session_id, str) and session_id:
+        return request.path.replace(session_id, redacted(session_id))
+    return request.path
+
+
 def finish_request(response: Response) -> Response:
     started = g.get("started")
     if started is None:
@@ -65,14 +74,15 @@ def finish_request(response: Response) -> Response:
         metrics.observe(_namespace(), operation, elapsed * 1000)
     prometheus.observe_request(endpoint, request.method, response.status_code, elapsed)
     if services().settings.request_log:
+        path = logged_path()
         log.info(
             "%s %s %s",
             request.method,
-            request.path,
+            path,
             response.status_code,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": path,
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 3),
                 "remote_addr": request.remote_addr,

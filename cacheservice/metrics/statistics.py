@@ -72,17 +72,20 @@ def metric_totals(
     }
     with database.connection() as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        with conn.transaction():
-            for row_namespace, metric, value in conn.execute(queries["metric_totals"], params):
-                totals[row_namespace][metric] += float(value)
-            unflushed, batches = pending.metrics_snapshot()
-            applied = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT id FROM flush_batches WHERE id = ANY(%s)", (list(batches),)
-                )
-            }
-        conn.isolation_level = None
+        try:
+            with conn.transaction():
+                for row_namespace, metric, value in conn.execute(queries["metric_totals"], params):
+                    totals[row_namespace][metric] += float(value)
+                unflushed, batches = pending.metrics_snapshot()
+                applied = {
+                    row[0]
+                    for row in conn.execute(
+                        queries["applied_batches"], {"batch_ids": list(batches)}
+                    )
+                }
+        finally:
+            # The connection goes back to the pool: leave it as the pool gave it.
+            conn.isolation_level = None
     _add(totals, _only(unflushed, namespace), window)
     for batch_id, samples in batches.items():
         if batch_id not in applied:

@@ -233,10 +233,11 @@ class EntryStore:
         arguments: Sequence[str | bytes | int],
         now_ms: int,
         max_ttl: int | None,
+        max_bytes: int,
         guard: LimitCheck | None = None,
     ) -> StoredEntry | str:
         """Apply one PATCH operation atomically; the entry afterwards, or an error word
-        (``missing``, ``not_list``, ``not_set``, ``no_expiry``, ``too_long``)."""
+        (``missing``, ``not_list``, ``not_set``, ``no_expiry``, ``too_long``, ``too_large``)."""
         bucket = self.keyspace.bucket(namespace, key)
         call = ScriptCall(
             Scripts.patch_entry,
@@ -246,6 +247,7 @@ class EntryStore:
                 key,
                 now_ms,
                 "" if max_ttl is None else max_ttl,
+                max_bytes,
                 operation,
                 *arguments,
             ],

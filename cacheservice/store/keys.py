@@ -23,7 +23,11 @@ Service-wide keys, each group in one slot of its own:
     cs:{metrics}:done            ids of batches applied in the last minute, scored by time
     cs:{flush}:lock:<task>       overlap lock of a periodic task
     cs:{flush}:last:<task>       when the task last completed (ms)
-    cs:{health}:probes           health probe results per minute, for the uptime figure
+    cs:{health}:probes           health probe results per hour, for the uptime figure
+    cs:{ss:<2 hex>}:s:<secret>   a session's hot copy (hash); the id is "<2 hex>.<secret>"
+    cs:{ss:<2 hex>}:u:<user id>  a user's sessions: sorted set of session ids by expiry (ms)
+    cs:{ss:<2 hex>}:sa           pending session access times, flushed to Postgres
+    cs:{ss:<2 hex>}:sb[:<id>:a]  the access batch being flushed
     cs:{stats}:memory            sampled memory per entry, per namespace
 
 Everything inside the braces is the Redis Cluster hash tag, so one bucket is one slot and every
@@ -34,6 +38,7 @@ the same suffixes as below.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 
@@ -135,3 +140,57 @@ class TaskKeys:
 
 HEALTH_PROBES = f"{PREFIX}:{{health}}:probes"
 MEMORY_SAMPLES = f"{PREFIX}:{{stats}}:memory"
+
+
+SESSION_BUCKETS = 256
+
+
+@dataclass(frozen=True)
+class SessionBucket:
+    """The slot a user's sessions and session index share: ``cs:{ss:<2 hex>}:...``.
+
+    The bucket comes from the user id and is also the first part of each session id
+    (``3f.<secret>``), so a session's hash is found from its id alone and lives in the same
+    slot as its user's index: every session script touches one slot.
+    """
+
+    number: int
+
+    @classmethod
+    def of_user(cls, user_id: str) -> SessionBucket:
+        digest = hashlib.blake2b(user_id.encode(), digest_size=2).digest()
+        return cls(digest[0] % SESSION_BUCKETS)
+
+    @property
+    def label(self) -> str:
+        return f"{self.number:02x}"
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}:{{ss:{self.label}}}:"
+
+    @property
+    def session_prefix(self) -> str:
+        return f"{self.prefix}s:"
+
+    def session(self, secret: str) -> str:
+        return f"{self.session_prefix}{secret}"
+
+    @property
+    def user_prefix(self) -> str:
+        return f"{self.prefix}u:"
+
+    def user_index(self, user_id: str) -> str:
+        return f"{self.user_prefix}{user_id}"
+
+    @property
+    def pending_access(self) -> str:
+        return f"{self.prefix}sa"
+
+    @property
+    def flush_pointer(self) -> str:
+        return f"{self.prefix}sb"
+
+    @property
+    def flush_batch_prefix(self) -> str:
+        return f"{self.prefix}sb:"

@@ -253,6 +253,8 @@ def _auth(token: str | None) -> dict[str, str]:
     return bearer(token) if token else {}
 
 
+USER = "5af3de75-3b16-45de-9570-714e31a20037"
+MISSING_SESSION = "00." + "x" * 32
 ROUTE_REQUESTS: dict[tuple[str, str], Request] = {
     ("entries.Entry", "GET"): lambda http, ns, token=None: http.get(
         f"/cache/k?namespace={ns}", headers=_auth(token)
@@ -301,6 +303,24 @@ ROUTE_REQUESTS: dict[tuple[str, str], Request] = {
     ("namespaces.NamespaceDictionary", "POST"): lambda http, ns, token=None: http.post(
         f"/namespaces/{ns}/dictionary", headers=_auth(token)
     ),
+    ("sessions.SessionsView", "POST"): lambda http, _ns, token=None: http.post(
+        "/sessions", json={"user_id": USER, "data": {}}, headers=_auth(token)
+    ),
+    ("sessions.SessionView", "GET"): lambda http, _ns, token=None: http.get(
+        f"/sessions/{MISSING_SESSION}", headers=_auth(token)
+    ),
+    ("sessions.SessionView", "PATCH"): lambda http, _ns, token=None: http.patch(
+        f"/sessions/{MISSING_SESSION}", json={"ttl": 60}, headers=_auth(token)
+    ),
+    ("sessions.SessionView", "DELETE"): lambda http, _ns, token=None: http.delete(
+        f"/sessions/{MISSING_SESSION}", headers=_auth(token)
+    ),
+    ("user_sessions.UserSessionsView", "GET"): lambda http, _ns, token=None: http.get(
+        f"/users/{USER}/sessions", headers=_auth(token)
+    ),
+    ("user_sessions.UserSessionsView", "DELETE"): lambda http, _ns, token=None: http.delete(
+        f"/users/{USER}/sessions", headers=_auth(token)
+    ),
     ("stats.Statistics", "GET"): lambda http, ns, token=None: http.get(
         f"/cache/statistics?namespace={ns}", headers=_auth(token)
     ),
@@ -326,6 +346,12 @@ ALLOWED_STATUS: dict[tuple[str, str], int | tuple[int, ...]] = {
     ("namespaces.Namespace", "DELETE"): (200, 404),
     # An empty namespace has nothing to train a dictionary on.
     ("namespaces.NamespaceDictionary", "POST"): 400,
+    ("sessions.SessionsView", "POST"): 201,
+    ("sessions.SessionView", "GET"): 404,
+    ("sessions.SessionView", "PATCH"): 404,
+    ("sessions.SessionView", "DELETE"): 404,
+    ("user_sessions.UserSessionsView", "GET"): 200,
+    ("user_sessions.UserSessionsView", "DELETE"): 200,
     ("stats.Statistics", "GET"): 200,
     ("monitoring.metrics", "GET"): 200,
 }
@@ -334,6 +360,8 @@ READS = {route for route in PROTECTED_ROUTES if ROUTES[route].scope == "cache:re
 ALL = {route for route in PROTECTED_ROUTES if ROUTES[route].scope in ("cache:read", "cache:write")}
 ADMIN = {route for route in PROTECTED_ROUTES if ROUTES[route].scope == "cache:admin"}
 STATS = {route for route in PROTECTED_ROUTES if ROUTES[route].scope == "stats:read"}
+SESSION_READS = {r for r in PROTECTED_ROUTES if ROUTES[r].scope == "sessions:read"}
+SESSION_WRITES = {r for r in PROTECTED_ROUTES if ROUTES[r].scope == "sessions:write"}
 # Scope claim -> the routes it opens in namespace NS.
 SCOPE_MATRIX: dict[str, set[tuple[str, str]]] = {
     "cache:read": READS,
@@ -344,13 +372,18 @@ SCOPE_MATRIX: dict[str, set[tuple[str, str]]] = {
     f"cache:write:{OTHER_NS}": set(),
     "cache:admin": ALL | ADMIN,
     "stats:read": STATS,
-    "sessions:write": set(),
+    "sessions:write": SESSION_READS | SESSION_WRITES,
+    "sessions:read": SESSION_READS,
     "": set(),
 }
 
 
 def test_the_matrix_covers_every_protected_route() -> None:
-    assert set(ROUTE_REQUESTS) == set(PROTECTED_ROUTES) == ALL | STATS | ADMIN
+    assert (
+        set(ROUTE_REQUESTS)
+        == set(PROTECTED_ROUTES)
+        == ALL | STATS | ADMIN | SESSION_READS | SESSION_WRITES
+    )
     assert set(ALLOWED_STATUS) == set(PROTECTED_ROUTES)
     assert {("entries.Entry", "GET"), ("batch.BatchGet", "POST")} == READS
 

@@ -5,17 +5,19 @@
 -- ARGV[2]  cache key
 -- ARGV[3]  now (ms)
 -- ARGV[4]  the namespace's max TTL in seconds, or "" for none (checked by extend_by)
--- ARGV[5]  operation: ttl | expires_at | extend_by | persist | tags | append | prepend | add
+-- ARGV[5]  the namespace's max value bytes (checked by append, prepend and add)
+-- ARGV[6]  operation: ttl | expires_at | extend_by | persist | tags | append | prepend | add
 --          | remove
--- ARGV[6..] its arguments: ttl -> seconds; expires_at -> ms; extend_by -> seconds;
+-- ARGV[7..] its arguments: ttl -> seconds; expires_at -> ms; extend_by -> seconds;
 --          persist -> none; tags -> the new tags; append/prepend/add/remove -> elements
 --
 -- Returns {"ok", field, value, ...} (the entry hash afterwards, plus "length" for a list or
--- set) or {error}: "missing", "not_list", "not_set", "no_expiry", "too_long".
+-- set) or {error}: "missing", "not_list", "not_set", "no_expiry", "too_long", "too_large".
 local entry = KEYS[1]
-local prefix, key, now, max_ttl, op = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local state = redis.call('HMGET', entry, 'ty', 'ex', 'tg', 'ttl')
-local value_type, expiry, tags = state[1], state[2], state[3]
+local prefix, key, now, max_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local max_bytes, op = tonumber(ARGV[5]), ARGV[6]
+local state = redis.call('HMGET', entry, 'ty', 'ex', 'tg', 'ttl', 'sz')
+local value_type, expiry, tags, size = state[1], state[2], state[3], tonumber(state[5] or '0')
 if not value_type then
   return {'missing'}
 end
@@ -48,7 +50,7 @@ end
 
 local function elements()
   local list = {}
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     list[#list + 1] = ARGV[i]
   end
   return list
@@ -63,16 +65,16 @@ local function bytes_of(list)
 end
 
 if op == 'ttl' then
-  local ttl = tonumber(ARGV[6])
+  local ttl = tonumber(ARGV[7])
   set_expiry(tostring(now + ttl * 1000), tostring(ttl))
 elseif op == 'expires_at' then
-  local at = tonumber(ARGV[6])
+  local at = tonumber(ARGV[7])
   set_expiry(tostring(at), tostring(math.ceil((at - now) / 1000)))
 elseif op == 'extend_by' then
   if expiry == '' then
     return {'no_expiry'}
   end
-  local new_expiry = tonumber(expiry) + tonumber(ARGV[6]) * 1000
+  local new_expiry = tonumber(expiry) + tonumber(ARGV[7]) * 1000
   local remaining = math.ceil((new_expiry - now) / 1000)
   if max_ttl ~= '' and remaining > tonumber(max_ttl) then
     return {'too_long'}
@@ -82,7 +84,7 @@ elseif op == 'persist' then
   set_expiry('', '')
 elseif op == 'tags' then
   local new_tags = {}
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     new_tags[ARGV[i]] = true
   end
   each_tag(tags, function(tag)
@@ -92,7 +94,7 @@ elseif op == 'tags' then
   end)
   local score = expiry == '' and '+inf' or expiry
   local joined = {}
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     redis.call('ZADD', prefix .. 't:' .. ARGV[i], score, key)
     redis.call('ZADD', prefix .. 'tags', 'GT', score, ARGV[i])
     joined[#joined + 1] = ARGV[i]
@@ -103,6 +105,10 @@ elseif op == 'append' or op == 'prepend' then
     return {'not_list'}
   end
   local list = elements()
+  -- Growing a list past the namespace's limit is refused, as writing it whole would be.
+  if size + bytes_of(list) > max_bytes then
+    return {'too_large'}
+  end
   for start = 1, #list, 500 do
     local stop = math.min(start + 499, #list)
     redis.call(op == 'append' and 'RPUSH' or 'LPUSH', collection, unpack(list, start, stop))
@@ -122,8 +128,11 @@ elseif op == 'add' or op == 'remove' then
     end
   end
   if #changed > 0 then
-    redis.call(op == 'add' and 'SADD' or 'SREM', collection, unpack(changed))
     local delta = bytes_of(changed)
+    if op == 'add' and size + delta > max_bytes then
+      return {'too_large'}
+    end
+    redis.call(op == 'add' and 'SADD' or 'SREM', collection, unpack(changed))
     redis.call('HINCRBY', entry, 'sz', op == 'add' and delta or -delta)
   end
 end
