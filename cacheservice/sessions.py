@@ -101,10 +101,10 @@ class Sessions:
         self.database = database
         self.queries = queries
 
-    def _refill(self, row: tuple[Any, ...]) -> HotSession:
+    def _refill(self, row: tuple[Any, ...], restart: bool = False) -> HotSession:
         hot = _hot(row)
         try:
-            self.store.put(hot, _micros(row[5]))
+            return self.store.put(hot, _micros(row[5]), restart) or hot
         except redis.RedisError as error:
             # The row is committed: the session exists. Redis is refilled on the next read.
             log.warning(
@@ -156,7 +156,7 @@ class Sessions:
                 check_data_size(row[2])
         if row is None:
             raise SessionNotFound(session_id=redacted(session_id))
-        return Session.of(self._refill(row))
+        return Session.of(self._refill(row, restart=ttl is not None))
 
     def delete(self, session_id: str) -> None:
         parsed = parse_session_id(session_id)

@@ -32,7 +32,7 @@ class RouteAccess:
     # True when the cache operation carries the limit check in its own script call.
     folded: bool = False
     # True when a failing limiter must not fail the request (health must answer while Redis,
-    # the limiter's store, is down: that is what it reports).
+    # the limiter's store, is down: that is what it reports; sessions fall back to Postgres).
     limit_fails_open: bool = False
 
 
@@ -53,9 +53,15 @@ ROUTES: dict[tuple[str, str], RouteAccess] = {
     ("namespaces.Namespace", "PATCH"): RouteAccess("cache:admin", "cache"),
     ("namespaces.Namespace", "DELETE"): RouteAccess("cache:admin", "cache"),
     ("namespaces.NamespaceDictionary", "POST"): RouteAccess("cache:admin", "cache"),
-    ("sessions.SessionsView", "POST"): RouteAccess("sessions:write", "sessions"),
+    # Sessions live in Postgres too and keep working while Redis is away: their limit fails
+    # open rather than take logins down with the limiter's store.
+    ("sessions.SessionsView", "POST"): RouteAccess(
+        "sessions:write", "sessions", limit_fails_open=True
+    ),
     ("sessions.SessionView", "GET"): RouteAccess("sessions:read", "sessions", folded=True),
-    ("sessions.SessionView", "PATCH"): RouteAccess("sessions:write", "sessions"),
+    ("sessions.SessionView", "PATCH"): RouteAccess(
+        "sessions:write", "sessions", limit_fails_open=True
+    ),
     ("sessions.SessionView", "DELETE"): RouteAccess("sessions:write", "sessions"),
     ("user_sessions.UserSessionsView", "GET"): RouteAccess("sessions:read", "sessions"),
     ("user_sessions.UserSessionsView", "DELETE"): RouteAccess("sessions:write", "sessions"),

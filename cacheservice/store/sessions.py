@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -92,8 +92,13 @@ class SessionStore:
             reply = guarded[1]
         return HotSession.from_fields(session_id, reply) if reply else None
 
-    def put(self, session: HotSession, version: int) -> bool:
-        """Write the hot copy of a committed row, unless Redis holds a newer one."""
+    def put(self, session: HotSession, version: int, restart: bool = False) -> HotSession | None:
+        """Write the hot copy of a committed row, unless Redis holds a newer one (then None).
+
+        A later access time and expiry a read has slid in Redis are kept, except that the
+        expiry is the row's when it restarts it (``restart``: a new ttl). Returns the copy as
+        written.
+        """
         parsed = parse_session_id(session.session_id)
         if parsed is None:
             raise ValueError(f"malformed session id {session.session_id[:6]}...")
@@ -109,10 +114,13 @@ class SessionStore:
         ]  # fmt: skip
         call = ScriptCall(
             Scripts.session_put,
-            [bucket.session(secret), bucket.user_index(session.user_id)],
-            [session.session_id, version, session.expires_ms, *fields],
+            [bucket.session(secret), bucket.user_index(session.user_id), bucket.pending_access],
+            [session.session_id, version, session.expires_ms, "1" if restart else "0", *fields],
         )
-        return bool(self.scripts.run(call))
+        written = self.scripts.run(call)
+        if not written:
+            return None
+        return replace(session, last_access_ms=int(written[0]), expires_ms=int(written[1]))
 
     def delete(self, user_id: str, session_ids: Sequence[str]) -> int:
         bucket = SessionBucket.of_user(user_id)

@@ -2,22 +2,46 @@
 --
 -- KEYS[1]  the session hash
 -- KEYS[2]  the user's session index (sorted set: session id -> expiry ms)
+-- KEYS[3]  pending access times of the session bucket (see session_get.lua)
 -- ARGV[1]  session id
 -- ARGV[2]  version: the row's updated_at in microseconds
 -- ARGV[3]  expiry (ms)
--- ARGV[4..] field/value pairs of the hash (u, d, ttl, ca, ua, la, ex)
+-- ARGV[4]  "1" when the row restarts the expiry (a new ttl), else "0"
+-- ARGV[5..] field/value pairs of the hash (u, d, ttl, ca, ua, la, ex)
 --
 -- A copy older than the one in Redis is ignored: two PATCHes committed in one order and
--- written here in the other must not leave the older data behind. Returns 1 when written.
-local stored = redis.call('HGET', KEYS[1], 'v')
-if stored and tonumber(stored) > tonumber(ARGV[2]) then
-  return 0
+-- written here in the other must not leave the older data behind. Reads slide the expiry in
+-- Redis only (the workers bring it to Postgres later), so a later access time and expiry of
+-- the copy in Redis are kept; unless the row restarts the expiry, which also drops a slide
+-- still waiting for the workers (it would push the row's expiry past the new one).
+-- Returns {la, ex} as written, or false when the copy in Redis is newer.
+local stored = redis.call('HMGET', KEYS[1], 'v', 'la', 'ex')
+if stored[1] and tonumber(stored[1]) > tonumber(ARGV[2]) then
+  return false
 end
+local expiry = ARGV[3]
 local fields = {'v', ARGV[2]}
-for i = 4, #ARGV do
+local access
+for i = 5, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  if ARGV[i] == 'la' then
+    access = ARGV[i + 1]
+  end
 end
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+elseif stored[3] and tonumber(stored[3]) > tonumber(expiry) then
+  expiry = stored[3]
+end
+if stored[2] and tonumber(stored[2]) > tonumber(access) then
+  access = stored[2]
+end
+fields[#fields + 1] = 'la'
+fields[#fields + 1] = access
+fields[#fields + 1] = 'ex'
+fields[#fields + 1] = expiry
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
+redis.call('PEXPIREAT', KEYS[1], expiry)
+redis.call('ZADD', KEYS[2], expiry, ARGV[1])
+return {access, expiry}
