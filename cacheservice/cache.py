@@ -213,9 +213,11 @@ class Cache:
             items = collection_items(write.value, write.value_type)
             size = sum(len(item) for item in items)
             return codec.EncodedValue(b"", write.value_type, "none", size), items
+        algorithm = config.compression.algorithm
         compression = codec.Compression(
-            algorithm=config.compression.algorithm,
-            level=config.compression.level,
+            algorithm=algorithm,
+            # A level kept from an earlier algorithm means nothing once compression is off.
+            level=config.compression.level if algorithm != "none" else None,
             min_bytes=config.compression.min_bytes,
             dictionary=self._dictionary(namespace, config),
         )

@@ -44,8 +44,9 @@ def ensure_database(url: str) -> bool:
     with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
-        except psycopg.errors.DuplicateDatabase:
-            return False  # Another host created it a moment ago.
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            # Another host created it a moment ago (a race surfaces as either error).
+            return False
     log.info("created database %s", name)
     return True
 

@@ -11,7 +11,9 @@ RETURNING id
 CREATE TEMP TABLE entry_stage (
     namespace     text NOT NULL,
     key           text NOT NULL,
-    present       boolean NOT NULL,
+    -- live: the entry exists, its metadata was read; hits: only counts changed (metadata
+    -- unchanged, not read); gone: deleted, invalidated or expired in Redis.
+    state         text NOT NULL,
     tags          text[],
     ttl           integer,
     expires_at    timestamptz,
@@ -24,7 +26,7 @@ CREATE TEMP TABLE entry_stage (
 ) ON COMMIT DROP
 
 -- name: copy_entry_stage
-COPY entry_stage (namespace, key, present, tags, ttl, expires_at, created_at, updated_at,
+COPY entry_stage (namespace, key, state, tags, ttl, expires_at, created_at, updated_at,
                   size_bytes, stored_bytes, hits, last_accessed) FROM STDIN
 
 -- name: upsert_entries
@@ -34,7 +36,7 @@ INSERT INTO cache_entries AS e (namespace, key, tags, ttl, expires_at, created_a
 SELECT namespace, key, tags, ttl, expires_at, created_at, updated_at,
        size_bytes, stored_bytes, hits, last_accessed
 FROM entry_stage
-WHERE present
+WHERE state = 'live'
 ON CONFLICT (namespace, key) DO UPDATE SET
     tags = EXCLUDED.tags,
     ttl = EXCLUDED.ttl,
@@ -46,11 +48,21 @@ ON CONFLICT (namespace, key) DO UPDATE SET
     hit_count = e.hit_count + EXCLUDED.hit_count,
     last_accessed = GREATEST(e.last_accessed, EXCLUDED.last_accessed)
 
+-- name: upsert_hits
+-- Entries whose metadata did not change: only counts and last access move.
+INSERT INTO cache_entries AS e (namespace, key, hit_count, last_accessed)
+SELECT namespace, key, hits, last_accessed
+FROM entry_stage
+WHERE state = 'hits'
+ON CONFLICT (namespace, key) DO UPDATE SET
+    hit_count = e.hit_count + EXCLUDED.hit_count,
+    last_accessed = GREATEST(e.last_accessed, EXCLUDED.last_accessed)
+
 -- name: delete_gone_entries
 -- Entries deleted, invalidated or expired in Redis leave cache_entries too.
 DELETE FROM cache_entries AS e
 USING entry_stage AS s
-WHERE NOT s.present AND e.namespace = s.namespace AND e.key = s.key
+WHERE s.state = 'gone' AND e.namespace = s.namespace AND e.key = s.key
 
 -- name: create_metric_stage
 CREATE TEMP TABLE metric_stage (
@@ -153,7 +165,7 @@ RETURNING id, created_at
 INSERT INTO cache_sessions (session_id, user_id, data, ttl, last_accessed, created_at,
                             updated_at, expires_at)
 VALUES (%(session_id)s, %(user_id)s, %(data)s, %(ttl)s, clock_timestamp(), clock_timestamp(),
-        clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s))
+        clock_timestamp(), clock_timestamp() + make_interval(secs => %(ttl)s::integer))
 RETURNING session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
 
 -- name: live_session

@@ -58,17 +58,31 @@ def _entry_rows(
     last_access: dict[str, int],
     metadata: dict[str, EntryMetadata | None],
 ) -> list[tuple[object, ...]]:
+    """Stage rows: ``live`` (metadata read), ``hits`` (only counts moved) or ``gone``."""
     rows: list[tuple[object, ...]] = []
     for key in keys:
-        meta = metadata.get(key)
+        if key not in metadata:
+            no_metadata = (None,) * 7
+            rows.append(
+                (
+                    namespace,
+                    key,
+                    "hits",
+                    *no_metadata,
+                    hits.get(key, 0),
+                    _moment(last_access.get(key)),
+                )
+            )
+            continue
+        meta = metadata[key]
         if meta is None:
-            rows.append((namespace, key, False, None, None, None, None, None, None, None, 0, None))
+            rows.append((namespace, key, "gone", None, None, None, None, None, None, None, 0, None))
             continue
         rows.append(
             (
                 namespace,
                 key,
-                True,
+                "live",
                 list(meta.tags),
                 meta.ttl,
                 _moment(meta.expires_ms),
@@ -114,20 +128,24 @@ def _flush_namespace(
         hits: dict[str, int] = {}
         last_access: dict[str, int] = {}
         keys: set[str] = set()
+        changed: set[str] = set()
         for batch in fresh:
             batch_contents = contents[batch]
             hits.update(batch_contents.hits)  # A key lives in one bucket: no overlaps.
             last_access.update(batch_contents.last_access_ms)
             keys |= batch_contents.keys()
+            changed |= batch_contents.changed
         if keys:
-            ordered = sorted(keys)
-            metadata = pending.entry_metadata(namespace, ordered)
-            rows = _entry_rows(namespace, ordered, hits, last_access, metadata)
+            # Metadata is read only where a write, delete or slide marked it changed; a key
+            # that was only read keeps the metadata its row already has.
+            metadata = pending.entry_metadata(namespace, sorted(changed))
+            rows = _entry_rows(namespace, keys, hits, last_access, metadata)
             conn.execute(queries["create_entry_stage"])
             with conn.cursor().copy(queries["copy_entry_stage"]) as copy:
                 for row in rows:
                     copy.write_row(row)
             conn.execute(queries["upsert_entries"])
+            conn.execute(queries["upsert_hits"])
             conn.execute(queries["delete_gone_entries"])
             report.rows += len(rows)
     # Only after the commit: a crash before this line leaves the batches to be resumed.

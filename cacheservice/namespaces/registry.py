@@ -71,8 +71,10 @@ class NamespaceRegistry:
     def dictionary(self, dictionary_id: int) -> bytes | None:
         found = self._dictionaries.get(dictionary_id)
         if found is None:
-            # Written by another process since our last refresh: fetch once, now.
-            self.refresh()
+            # Written by another process since our last refresh. Its id may be below ones
+            # this process already holds (it trained one itself meanwhile, or transactions
+            # committed out of id order), which a refresh never looks at: fetch from it on.
+            self._load_dictionaries(after=dictionary_id - 1)
             found = self._dictionaries.get(dictionary_id)
         return found
 
@@ -81,7 +83,18 @@ class NamespaceRegistry:
         dictionary_id = self._latest_dictionary.get(namespace)
         if dictionary_id is None:
             return None
-        return dictionary_id, self._dictionaries[dictionary_id]
+        data = self.dictionary(dictionary_id)
+        return None if data is None else (dictionary_id, data)
+
+    def _load_dictionaries(self, after: int) -> None:
+        try:
+            with self.database.connection() as conn:
+                rows = conn.execute(self.queries["dictionaries_after"], {"after": after}).fetchall()
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
+            log.warning("compression dictionaries not loaded, Postgres unavailable: %s", error)
+            return
+        for dictionary_id, _namespace, data in rows:
+            self._dictionaries[int(dictionary_id)] = bytes(data)
 
     def _ensure_fresh(self) -> None:
         if self._refresher_pid == os.getpid():

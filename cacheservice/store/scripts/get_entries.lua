@@ -46,6 +46,8 @@ for i = 3, #KEYS do
         redis.call('ZADD', prefix .. 't:' .. tag, expiry, key)
         redis.call('ZADD', prefix .. 'tags', 'GT', expiry, tag)
       end
+      -- The new expiry is metadata Postgres must learn (or it would prune the row).
+      redis.call('SADD', prefix .. 'fm', key)
     end
     local value_type = fields[at['ty']]
     if value_type == 'list' then
