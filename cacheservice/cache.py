@@ -344,7 +344,8 @@ class Cache:
             change.operation,
             arguments,
             now,
-            config.max_ttl,
+            # Without a namespace maximum, extend_by is still bounded by the global one.
+            config.max_ttl if config.max_ttl is not None else MAX_TTL_SECONDS,
             config.max_value_bytes,
             guard,
         )
@@ -376,6 +377,12 @@ class Cache:
             return []
         if operation == "tags":
             return list(dict.fromkeys(argument))
+        if config.encryption_enabled:
+            # Elements live unencrypted in native collections (see _encode).
+            raise InvalidRequest(
+                "list and set entries cannot be changed in an encrypted namespace",
+                field=operation,
+            )
         if operation == "append":
             return list(collection_items(argument, "list"))
         if operation == "prepend":

@@ -99,6 +99,7 @@ class Services:
             log.exception("final metrics push failed")
         self.metrics.stopped = True
         self.database.close()
+        self.redis.connection_pool.disconnect()
 
     @classmethod
     def init_app(cls, app: Flask, settings: Settings) -> Services:

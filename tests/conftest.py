@@ -32,6 +32,7 @@ TABLES = (
     "cache_metrics",
     "cache_configurations",
     "flush_batches",
+    "compression_dictionaries",
 )
 FIRST_TEST_DB = 10
 

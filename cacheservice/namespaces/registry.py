@@ -124,6 +124,12 @@ class NamespaceRegistry:
             log.warning("namespace configurations not refreshed, Postgres unavailable: %s", error)
             return False
         configs = {row[0]: self._from_row(row) for row in rows}
+        # A change this process made after the read above began must not be rolled back by
+        # it: keep whichever copy is newer.
+        for namespace, mine in self._configs.items():
+            loaded = configs.get(namespace)
+            if loaded is not None and _newer(mine, loaded):
+                configs[namespace] = mine
         for dictionary_id, _namespace, data in new_dictionaries:
             self._dictionaries[int(dictionary_id)] = bytes(data)
         self._latest_dictionary = {
@@ -194,6 +200,12 @@ class NamespaceRegistry:
         self._dictionaries[dictionary_id] = data
         self._latest_dictionary = {**self._latest_dictionary, namespace: dictionary_id}
         return dictionary_id, row[1]
+
+
+def _newer(mine: StoredConfig, loaded: StoredConfig) -> bool:
+    if mine.updated_at is None or loaded.updated_at is None:
+        return False
+    return bool(mine.updated_at > loaded.updated_at)
 
 
 def _returned(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
