@@ -45,6 +45,11 @@ def sample_payloads(services: Services, namespace: str) -> list[bytes]:
 
 
 def train_namespace_dictionary(services: Services, namespace: str) -> dict[str, Any]:
+    if services.namespaces.config(namespace).encryption_enabled:
+        # A dictionary is built from plaintext and stored unencrypted: it would leak values.
+        raise InvalidRequest(
+            "Dictionaries cannot be trained on an encrypted namespace", namespace=namespace
+        )
     samples = sample_payloads(services, namespace)
     try:
         data = codec.train_dictionary(samples, DICTIONARY_BYTES)
