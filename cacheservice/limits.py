@@ -18,7 +18,7 @@ import redis
 
 from cacheservice.config import ConfigError, Settings
 from cacheservice.metrics import prometheus
-from cacheservice.store.connection import connect
+from cacheservice.store.connection import connect, is_cluster
 from cacheservice.store.ratelimit import LimitCheck, LimiterStore, Rate, limiter_key
 from cacheservice.timefmt import now_ms
 
@@ -67,7 +67,12 @@ class RateLimiter:
         if settings.rate_limit_redis_url:
             client = connect(settings, settings.rate_limit_redis_url)
             return cls(rates_from(settings), LimiterStore(client), folds_into_cache_calls=False)
-        return cls(rates_from(settings), LimiterStore(cache_client), folds_into_cache_calls=True)
+        # On a cluster the limiter's key and an entry live in different slots: no folding.
+        return cls(
+            rates_from(settings),
+            LimiterStore(cache_client),
+            folds_into_cache_calls=not is_cluster(cache_client),
+        )
 
     def check_for(self, identity: str, category: str) -> LimitCheck | None:
         """The pending check of one request, or None when its category is unlimited."""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
+
+from cacheservice.store.connection import is_cluster
 
 KeyOrArg = str | bytes | int | float
 
@@ -111,6 +114,8 @@ class Scripts:
         """
         if len(calls) == 1:
             return [self.run(calls[0])]
+        if is_cluster(self.client):
+            return self._run_per_node(calls)
         results: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for attempt in range(2):
@@ -132,4 +137,40 @@ class Scripts:
             for script in {calls[index].script for index in missing}:
                 self.client.script_load(script.source)
             pending = missing
+        return results
+
+    def _run_per_node(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """On a cluster: one pipeline per node holding some of the calls' slots, concurrently.
+
+        A batch then costs one round trip per node involved. (redis-py's cluster pipeline does
+        not pipeline EVALSHA.) A MOVED reply means the slot map changed under us: the client
+        re-reads it and the request fails as unavailable, to be retried by the caller; nothing
+        of that call ran.
+        """
+        cluster: Any = self.client
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, call in enumerate(calls):
+            node = cluster.get_node_from_key(call.keys[0])
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        results: list[Any] = [None] * len(calls)
+
+        def run_on(node: Any, indexes: list[int]) -> None:
+            node_scripts = Scripts(cluster.get_redis_connection(node))
+            try:
+                replies = node_scripts.run_pipelined([calls[index] for index in indexes])
+            except redis.ResponseError as error:
+                if str(error).startswith(("MOVED", "ASK")):
+                    cluster.nodes_manager.initialize()
+                    raise redis.ConnectionError(f"cluster slots moved: {error}") from error
+                raise
+            for index, reply in zip(indexes, replies, strict=True):
+                results[index] = reply
+
+        groups = list(by_node.values())
+        if len(groups) == 1:
+            run_on(*groups[0])
+            return results
+        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            for future in [pool.submit(run_on, node, indexes) for node, indexes in groups]:
+                future.result()
         return results
