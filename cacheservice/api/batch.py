@@ -40,7 +40,7 @@ def rejected_item_failure(item: RejectedItem) -> WriteFailure:
 
 @blp.route("/batch")
 class BatchGet(MethodView):
-    @blp.arguments(BatchGetBodySchema)
+    @blp.arguments(BatchGetBodySchema())
     @blp.response(200, BatchGetResultSchema)
     @blp.alt_response(400, schema=ErrorSchema, description="An invalid key (`details.index`).")
     def post(self, body: dict[str, Any]) -> Response:
@@ -68,7 +68,7 @@ class BatchGet(MethodView):
 
 @blp.route("/batch-set")
 class BatchSet(MethodView):
-    @blp.arguments(BatchSetBodySchema)
+    @blp.arguments(BatchSetBodySchema())
     @blp.response(200, BatchSetResultSchema)
     def post(self, body: dict[str, Any]) -> Response:
         """Set multiple cache entries

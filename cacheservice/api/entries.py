@@ -81,7 +81,7 @@ def wants_raw_bytes() -> bool:
 
 @blp.route("")
 class Entries(MethodView):
-    @blp.arguments(SetEntryBodySchema)
+    @blp.arguments(SetEntryBodySchema())
     @blp.response(201, SetEntryResultSchema, description="Created a new entry.")
     @blp.alt_response(200, schema=SetEntryResultSchema, description="Replaced an existing entry.")
     @blp.alt_response(409, schema=ErrorSchema, description="Exists and `overwrite` is false.")
@@ -102,7 +102,7 @@ class Entries(MethodView):
 
 @blp.route("/<path:key>")
 class Entry(MethodView):
-    @blp.arguments(GetEntryQuerySchema, location="query")
+    @blp.arguments(GetEntryQuerySchema(), location="query")
     @blp.response(200, EntrySchema, description="The entry; metadata with `include_metadata`.")
     @blp.alt_response(304, description="`If-None-Match` matched the entry's ETag.")
     @blp.alt_response(404, schema=ErrorSchema, description="No such key.")
@@ -131,7 +131,7 @@ class Entry(MethodView):
         body = entry_body(namespace, read, query["include_metadata"])
         return json_response(body, headers={"ETag": etag})
 
-    @blp.arguments(PutEntryQuerySchema, location="query")
+    @blp.arguments(PutEntryQuerySchema(), location="query")
     @blp.doc(requestBody=RAW_BODY_DOC)
     @blp.response(201, SetEntryResultSchema, description="Created a new entry.")
     @blp.alt_response(200, schema=SetEntryResultSchema, description="Replaced an existing entry.")
@@ -171,8 +171,8 @@ class Entry(MethodView):
         )
         return written_response(namespace, written)
 
-    @blp.arguments(NamespaceQuerySchema, location="query")
-    @blp.arguments(PatchEntryBodySchema)
+    @blp.arguments(NamespaceQuerySchema(), location="query")
+    @blp.arguments(PatchEntryBodySchema())
     @blp.response(200, EntryMetadataSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such key.")
     def patch(self, query: dict[str, Any], body: dict[str, Any], key: str) -> Response:
@@ -190,7 +190,7 @@ class Entry(MethodView):
         )
         return json_response({"key": key, "namespace": namespace, **metadata_body(entry, now)})
 
-    @blp.arguments(NamespaceQuerySchema, location="query")
+    @blp.arguments(NamespaceQuerySchema(), location="query")
     @blp.response(200, DeleteEntryResultSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such key.")
     def delete(self, query: dict[str, Any], key: str) -> Response:

@@ -43,7 +43,7 @@ def selection_of(body: dict[str, Any]) -> Selection:
 
 @blp.route("/invalidate")
 class Invalidate(MethodView):
-    @blp.arguments(InvalidateBodySchema)
+    @blp.arguments(InvalidateBodySchema())
     @blp.response(200, InvalidateResultSchema)
     @blp.alt_response(400, schema=ErrorSchema, description="Empty lists or an invalid pattern.")
     def post(self, body: dict[str, Any]) -> Response:

@@ -82,7 +82,7 @@ class Namespace(MethodView):
         stored = registry.stored(checked_namespace(namespace))
         return json_response(namespace_body(namespace, stored, registry.config(namespace)))
 
-    @blp.arguments(NamespaceConfigSchema)
+    @blp.arguments(NamespaceConfigSchema())
     @blp.response(200, NamespaceSchema, description="Replaced.")
     @blp.alt_response(201, schema=NamespaceSchema, description="Created.")
     @blp.alt_response(400, schema=ErrorSchema, description="Invalid, or encryption without keys.")
@@ -99,7 +99,7 @@ class Namespace(MethodView):
             namespace_body(namespace, stored, stored.config), status=201 if stored.created else 200
         )
 
-    @blp.arguments(NamespaceConfigSchema)
+    @blp.arguments(NamespaceConfigSchema())
     @blp.response(200, NamespaceSchema)
     def patch(self, body: dict[str, Any], namespace: str) -> Response:
         """Change some fields of a namespace's configuration"""

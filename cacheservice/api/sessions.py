@@ -53,7 +53,7 @@ def checked_user(user_id: str) -> str:
 
 @blp.route("")
 class SessionsView(MethodView):
-    @blp.arguments(CreateSessionSchema)
+    @blp.arguments(CreateSessionSchema())
     @blp.response(201, SessionSchema)
     def post(self, body: dict[str, Any]) -> Response:
         """Create a session
@@ -67,7 +67,7 @@ class SessionsView(MethodView):
 
 @blp.route("/<string:session_id>")
 class SessionView(MethodView):
-    @blp.arguments(ReadSessionQuerySchema, location="query")
+    @blp.arguments(ReadSessionQuerySchema(), location="query")
     @blp.response(200, SessionSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such live session.")
     def get(self, query: dict[str, Any], session_id: str) -> Response:
@@ -79,7 +79,7 @@ class SessionView(MethodView):
         session = services().sessions.get(session_id, query["touch"], folded_limit_check())
         return json_response(session_body(session))
 
-    @blp.arguments(UpdateSessionSchema)
+    @blp.arguments(UpdateSessionSchema())
     @blp.response(200, SessionSchema)
     @blp.alt_response(404, schema=ErrorSchema, description="No such live session.")
     def patch(self, body: dict[str, Any], session_id: str) -> Response:

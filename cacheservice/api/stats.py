@@ -20,7 +20,7 @@ blp = Blueprint("stats", __name__, url_prefix="/cache", description="Cache stati
 
 @blp.route("/statistics")
 class Statistics(MethodView):
-    @blp.arguments(StatisticsQuerySchema, location="query")
+    @blp.arguments(StatisticsQuerySchema(), location="query")
     @blp.response(200, StatisticsSchema)
     @blp.alt_response(503, schema=ErrorSchema, description="Redis or Postgres is unavailable.")
     def get(self, query: dict[str, Any]) -> Response:

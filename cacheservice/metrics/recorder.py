@@ -87,19 +87,21 @@ class AggregatingMetrics:
     stopped: bool = False
 
     def count(self, namespace: str, name: str, value: float = 1) -> None:
-        minute = int(self.clock()) // 60 * 60
-        with self._lock:
-            self._deltas[f"{namespace}{FIELD_SEPARATOR}{minute}{FIELD_SEPARATOR}{name}"] += value
-            if namespace != SERVICE:
-                self._namespaces.add(namespace)
+        self._add(namespace, ((name, value),))
         prometheus.count(namespace, name, value)
-        self._ensure_pusher()
 
     def observe(self, namespace: str, op: str, ms: float) -> None:
         count_name, sum_name, bucket_name = histogram.sample_names(op, ms)
-        self.count(namespace, count_name)
-        self.count(namespace, sum_name, ms)
-        self.count(namespace, bucket_name)
+        self._add(namespace, ((count_name, 1), (sum_name, ms), (bucket_name, 1)))
+
+    def _add(self, namespace: str, samples: tuple[tuple[str, float], ...]) -> None:
+        prefix = f"{namespace}{FIELD_SEPARATOR}{int(self.clock()) // 60 * 60}{FIELD_SEPARATOR}"
+        with self._lock:
+            for name, value in samples:
+                self._deltas[prefix + name] += value
+            if namespace != SERVICE:
+                self._namespaces.add(namespace)
+        self._ensure_pusher()
 
     def _ensure_pusher(self) -> None:
         # One pusher per process, started after gunicorn forked the worker.
