@@ -43,24 +43,21 @@ class StoredEntry:
 
     @classmethod
     def from_fields(cls, key: str, flat: Sequence[Any]) -> StoredEntry:
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        pairs = iter(flat)
+        fields = dict(zip(pairs, pairs, strict=True))
         items = fields.get(b"items")
-
-        def optional_int(name: bytes) -> int | None:
-            raw = fields.get(name, b"")
-            return int(raw) if raw else None
-
+        expires, ttl, last_access = fields.get(b"ex"), fields.get(b"ttl"), fields.get(b"la")
         tags = fields.get(b"tg", b"")
         return cls(
             key=key,
             blob=fields[b"v"],
             created_ms=int(fields[b"ca"]),
             updated_ms=int(fields[b"ua"]),
-            expires_ms=optional_int(b"ex"),
-            ttl=optional_int(b"ttl"),
+            expires_ms=int(expires) if expires else None,
+            ttl=int(ttl) if ttl else None,
             tags=tuple(tags.decode().split("\n")) if tags else (),
             hit_count=int(fields.get(b"hc", b"0")),
-            last_access_ms=optional_int(b"la"),
+            last_access_ms=int(last_access) if last_access else None,
             raw_bytes=int(fields[b"sz"]),
             stored_bytes=len(fields[b"v"]) if items is None else int(fields[b"sz"]),
             value_type=fields[b"ty"].decode(),

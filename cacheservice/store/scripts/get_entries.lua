@@ -25,11 +25,12 @@ for i = 3, #KEYS do
     for f = 1, #fields, 2 do
       at[fields[f]] = f + 1
     end
-    local hits = redis.call('HINCRBY', entry, 'hc', 1)
-    redis.call('HSET', entry, 'la', now)
+    -- The hit count was just read with the hash: one HSET writes it and the access time.
+    local hits = tonumber(at['hc'] and fields[at['hc']] or 0) + 1
+    redis.call('HSET', entry, 'hc', hits, 'la', now)
     redis.call('HINCRBY', KEYS[1], key, 1)
     redis.call('HSET', KEYS[2], key, now)
-    fields[at['hc']] = tostring(hits)
+    if at['hc'] then fields[at['hc']] = tostring(hits) else fields[#fields + 1] = 'hc'; fields[#fields + 1] = tostring(hits) end
     if at['la'] then fields[at['la']] = now else fields[#fields + 1] = 'la'; fields[#fields + 1] = now end
     local ttl = at['ttl'] and fields[at['ttl']] or ''
     local sliding = sliding_namespace == '1' or (at['sl'] and fields[at['sl']] == '1')
