@@ -41,14 +41,7 @@ class WorkerContext:
         )
 
     def health_sources(self) -> HealthSources:
-        return HealthSources(
-            client=self.redis,
-            pending=self.pending,
-            database=self.database,
-            queries=self.queries,
-            flush_interval=self.settings.flush_interval,
-            started_at=self.started_at,
-        )
+        return HealthSources.of(self)
 
 
 _context: WorkerContext | None = None

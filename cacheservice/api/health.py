@@ -25,14 +25,5 @@ class Health(MethodView):
         (an `allkeys-*` policy); `unhealthy` (503) when Redis is down. `uptime` is the share of
         successful periodic health probes over the last 24 hours.
         """
-        found = services()
-        sources = HealthSources(
-            client=found.redis,
-            pending=found.pending,
-            database=found.database,
-            queries=found.queries,
-            flush_interval=found.settings.flush_interval,
-            started_at=found.started_at,
-        )
-        status, body = health_report(sources)
+        status, body = health_report(HealthSources.of(services()))
         return json_response(body, status=status)

@@ -10,12 +10,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import psycopg_pool
 import redis
 
+from cacheservice.config import Settings
 from cacheservice.db import Database
 from cacheservice.metrics import histogram
 from cacheservice.metrics.recorder import SERVICE
@@ -39,6 +40,28 @@ def version() -> str:
         return "unknown"
 
 
+class _ProcessObjects(Protocol):
+    """What a web process (Services) and a worker (WorkerContext) both hold."""
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+    @property
+    def pending(self) -> PendingStore: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def queries(self) -> dict[str, str]: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class HealthSources:
     client: redis.Redis
@@ -47,6 +70,17 @@ class HealthSources:
     queries: dict[str, str]
     flush_interval: float
     started_at: float
+
+    @classmethod
+    def of(cls, process: _ProcessObjects) -> HealthSources:
+        return cls(
+            client=process.redis,
+            pending=process.pending,
+            database=process.database,
+            queries=process.queries,
+            flush_interval=process.settings.flush_interval,
+            started_at=process.started_at,
+        )
 
 
 def _redis_section(client: redis.Redis) -> tuple[dict[str, Any] | None, dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,32 +21,10 @@ from flask.testing import FlaskClient
 
 from cacheservice import create_app
 from cacheservice.services import Services
-from cacheservice.store.scripts import Script, Scripts
 from tests.conftest import app_settings
 from tests.support.auth import authorized_client
 from tests.support.redis_server import RedisServer
 from tests.support.roundtrips import RoundTrips, count_round_trips
-
-ALL_SCRIPTS = [value for value in vars(Scripts).values() if isinstance(value, Script)]
-
-
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(Path(tmp_path_factory.mktemp("session-roundtrip-redis"))).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def raw(private_redis: RedisServer) -> Iterator[redis.Redis]:
-    """A plain client on the private server, emptied and with every script loaded."""
-    client = private_redis.client()
-    client.flushall()
-    client.script_flush()
-    for script in ALL_SCRIPTS:
-        client.script_load(script.source)
-    yield client
-    client.close()
 
 
 @pytest.fixture
