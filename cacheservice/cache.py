@@ -148,11 +148,19 @@ class Cache:
             return None
         return payload
 
-    def read(self, namespace: str, key: str, guard: LimitCheck | None = None) -> Read:
+    def read(
+        self,
+        namespace: str,
+        key: str,
+        guard: LimitCheck | None = None,
+        with_metadata: bool = True,
+    ) -> Read:
         check_key(key)
         config = self.readable(namespace)
         now = self.clock()
-        entry = self.entries.get(namespace, key, now, guard, sliding=config.refresh_ttl_on_access)
+        entry = self.entries.get(
+            namespace, key, now, guard, sliding=config.refresh_ttl_on_access, full=with_metadata
+        )
         payload = None if entry is None else self._decoded(namespace, entry)
         if entry is None or payload is None:
             self.metrics.count(namespace, "misses")
@@ -160,14 +168,18 @@ class Cache:
         self.metrics.count(namespace, "hits")
         return Read(entry, payload, now)
 
-    def read_many(self, namespace: str, keys: Sequence[str]) -> tuple[list[str], dict[str, Read]]:
+    def read_many(
+        self, namespace: str, keys: Sequence[str], with_metadata: bool = True
+    ) -> tuple[list[str], dict[str, Read]]:
         """Unique keys in request order, and the entries found among them."""
         for index, key in enumerate(keys):
             check_key(key, index=index)
         config = self.readable(namespace)
         unique = list(dict.fromkeys(keys))
         now = self.clock()
-        stored = self.entries.get_many(namespace, unique, now, config.refresh_ttl_on_access)
+        stored = self.entries.get_many(
+            namespace, unique, now, config.refresh_ttl_on_access, full=with_metadata
+        )
         found: dict[str, Read] = {}
         for key, entry in stored.items():
             payload = self._decoded(namespace, entry)

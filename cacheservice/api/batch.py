@@ -50,8 +50,8 @@ class BatchGet(MethodView):
         `total_requested` counts distinct keys. Found entries count as hits.
         """
         namespace = body["namespace"]
-        keys, found = cache().read_many(namespace, body["keys"])
         include_metadata = body["include_metadata"]
+        keys, found = cache().read_many(namespace, body["keys"], with_metadata=include_metadata)
         return json_response(
             {
                 "entries": [

@@ -115,7 +115,9 @@ class Entry(MethodView):
         application/octet-stream`, a `binary` or `string` entry answers with its raw bytes.
         """
         namespace = query["namespace"]
-        read = cache().read(namespace, key, guard=folded_limit_check())
+        read = cache().read(
+            namespace, key, guard=folded_limit_check(), with_metadata=query["include_metadata"]
+        )
         etag = f'"{read.entry.etag}"'
         # If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/"x" matches "x".
         if request.if_none_match.contains_weak(read.entry.etag):
