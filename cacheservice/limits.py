@@ -60,13 +60,20 @@ class RateLimiter:
     store: LimiterStore
     # True when the limiter state lives in the cache's Redis, so entry scripts can carry it.
     folds_into_cache_calls: bool
+    # False when the limiter has a Redis of its own (CACHE_RATE_LIMIT_REDIS_URL): fail open.
+    shares_cache_redis: bool = True
     store_failures: int = field(default=0)
 
     @classmethod
     def build(cls, settings: Settings, cache_client: redis.Redis) -> RateLimiter:
         if settings.rate_limit_redis_url:
             client = connect(settings, settings.rate_limit_redis_url)
-            return cls(rates_from(settings), LimiterStore(client), folds_into_cache_calls=False)
+            return cls(
+                rates_from(settings),
+                LimiterStore(client),
+                folds_into_cache_calls=False,
+                shares_cache_redis=False,
+            )
         # On a cluster the limiter's key and an entry live in different slots: no folding.
         return cls(
             rates_from(settings),
@@ -91,7 +98,7 @@ class RateLimiter:
         try:
             self.store.check(check, now_ms())
         except redis.RedisError as error:
-            if self.folds_into_cache_calls:
+            if self.shares_cache_redis:
                 raise
             self.store_failures += 1
             prometheus.LIMITER_FAILURES.inc()

@@ -18,7 +18,7 @@ from cacheservice.metrics.recorder import AggregatingMetrics
 from cacheservice.namespaces.config import NamespaceConfig
 from cacheservice.namespaces.registry import NamespaceRegistry
 from cacheservice.sessions import Sessions
-from cacheservice.store.connection import connect
+from cacheservice.store.connection import connect, disconnect
 from cacheservice.store.entries import EntryStore
 from cacheservice.store.invalidation import Invalidator
 from cacheservice.store.keys import KeySpace
@@ -99,7 +99,7 @@ class Services:
             log.exception("final metrics push failed")
         self.metrics.stopped = True
         self.database.close()
-        self.redis.connection_pool.disconnect()
+        disconnect(self.redis)
 
     @classmethod
     def init_app(cls, app: Flask, settings: Settings) -> Services:

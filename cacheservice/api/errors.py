@@ -113,6 +113,7 @@ UNAVAILABLE_ERRORS = (
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,  # CLUSTERDOWN: a master failed, its replica not yet up.
 )
 UNAVAILABLE_REPLIES = ("BUSY", "MISCONF", "MASTERDOWN")
 
@@ -160,6 +161,12 @@ def database_error_response(error: Exception) -> Response:
     return error_response(ServiceUnavailable("Postgres is unavailable", store="postgres"))
 
 
+def slot_not_covered_response(error: redis.exceptions.SlotNotCoveredError) -> Response:
+    # The cluster client found no node for a slot (a failover under way): unavailable.
+    log.warning("redis unavailable: %s", error)
+    return error_response(ServiceUnavailable("Redis is unavailable", store="redis"))
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(psycopg.OperationalError, database_error_response)
     app.register_error_handler(psycopg_pool.PoolTimeout, database_error_response)
@@ -167,4 +174,5 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(RateLimited, rate_limited_response)
     app.register_error_handler(ServiceError, error_response)
     app.register_error_handler(redis.RedisError, redis_error_response)
+    app.register_error_handler(redis.exceptions.SlotNotCoveredError, slot_not_covered_response)
     app.before_request(reject_invalid_utf8_path)

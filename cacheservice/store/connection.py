@@ -99,3 +99,11 @@ def connect(settings: Settings, url: str | None = None) -> redis.Redis:
 
 def is_cluster(client: redis.Redis) -> bool:
     return isinstance(client, RedisCluster)
+
+
+def disconnect(client: redis.Redis) -> None:
+    """Close every pooled connection (a cluster client has one pool per node)."""
+    if is_cluster(client):
+        client.close()
+    else:
+        client.connection_pool.disconnect()
