@@ -9,8 +9,6 @@ asynchronous), and the same app instance serves again once the replica is promot
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from cacheservice.services import EXTENSION_NAME, Services
 from cacheservice.store.keys import KeySpace
 from tests.conftest import app_settings
 from tests.support.auth import authorized_client
+from tests.support.failover import assert_only_the_last_moments_lost, write_through_failover
 from tests.support.redis_cluster import RedisCluster
 from tests.support.roundtrips import CountingConnection, RoundTrips
 
@@ -278,57 +277,9 @@ def test_statistics_health_and_entry_stats_flush(
 def test_master_failover_during_writes_loses_only_the_last_moments(
     cluster: RedisCluster, app: Flask, raw: Any
 ) -> None:
-    http = authorized_client(app, sub=f"writer-{uuid.uuid4().hex[:8]}")
-    acknowledged: list[tuple[float, str]] = []
-    errors: Counter[int] = Counter()
-    stop = threading.Event()
-
-    def write() -> None:
-        n = 0
-        while not stop.is_set():
-            key = f"w{n}"
-            n += 1
-            response = http.post("/cache", json={"key": key, "value": n, "namespace": NS})
-            if response.status_code in (200, 201):
-                acknowledged.append((time.monotonic(), key))
-            else:
-                errors[response.status_code] += 1
-                time.sleep(0.05)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        time.sleep(2.0)
-        victim = cluster.master_ports()[0]
-        killed_at = time.monotonic()
-        cluster.kill(victim)
+    def fail_over() -> None:
+        cluster.kill(cluster.master_ports()[0])
         cluster.wait_until_healthy(timeout=20)
-        promoted_at = time.monotonic()
-        # The same app serves writes again, without a restart.
-        deadline = promoted_at + 10
-        while time.monotonic() < deadline and (
-            not acknowledged or acknowledged[-1][0] < promoted_at + 1
-        ):
-            time.sleep(0.1)
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        writer.join(timeout=30)
 
-    assert acknowledged[-1][0] > promoted_at, "no write acknowledged after the failover"
-    assert set(errors) <= {503}, errors  # Unavailable while the slots move, never a 500.
-    reader = authorized_client(app, sub=f"reader-{uuid.uuid4().hex[:8]}")
-    keys = [key for _, key in acknowledged]
-    missing: set[str] = set()
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        missing.update(
-            ok(reader.post("/cache/batch", json={"namespace": NS, "keys": chunk}))["missing_keys"]
-        )
-    when = {key: at for at, key in acknowledged}
-    # Asynchronous replication: what the dead master acknowledged in its last moments may not
-    # have reached its replica. Nothing older, and nothing written after the promotion.
-    assert all(killed_at - 2.0 <= when[key] <= killed_at + 0.5 for key in missing), sorted(
-        when[key] - killed_at for key in missing
-    )
-    assert len(missing) < len(keys) // 3
+    run = write_through_failover(app, NS, fail_over)
+    assert_only_the_last_moments_lost(app, NS, run)

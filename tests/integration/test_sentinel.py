@@ -8,10 +8,7 @@ older, and nothing acknowledged after the promotion.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +18,7 @@ from cacheservice import create_app
 from cacheservice.services import EXTENSION_NAME
 from tests.conftest import app_settings
 from tests.support.auth import authorized_client
+from tests.support.failover import assert_only_the_last_moments_lost, write_through_failover
 from tests.support.redis_sentinel import RedisSentinel
 
 NS = "sen"
@@ -56,54 +54,8 @@ def test_entries_and_batches_through_sentinel(app: Flask) -> None:
 def test_failover_during_writes_loses_only_the_last_moments(
     sentinel: RedisSentinel, app: Flask
 ) -> None:
-    http = authorized_client(app, sub=f"writer-{uuid.uuid4().hex[:8]}")
-    acknowledged: list[tuple[float, str]] = []
-    errors: Counter[int] = Counter()
-    stop = threading.Event()
+    def fail_over() -> None:
+        sentinel.wait_for_promotion(sentinel.kill_master())
 
-    def write() -> None:
-        n = 0
-        while not stop.is_set():
-            key = f"w{n}"
-            n += 1
-            response = http.post("/cache", json={"key": key, "value": n, "namespace": NS})
-            if response.status_code in (200, 201):
-                acknowledged.append((time.monotonic(), key))
-            else:
-                errors[response.status_code] += 1
-                time.sleep(0.05)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        time.sleep(2.0)
-        killed_at = time.monotonic()
-        old_master = sentinel.kill_master()
-        sentinel.wait_for_promotion(old_master)
-        promoted_at = time.monotonic()
-        deadline = promoted_at + 10
-        while time.monotonic() < deadline and (
-            not acknowledged or acknowledged[-1][0] < promoted_at + 1
-        ):
-            time.sleep(0.1)
-        time.sleep(0.5)
-    finally:
-        stop.set()
-        writer.join(timeout=30)
-
-    assert acknowledged[-1][0] > promoted_at, "no write acknowledged after the failover"
-    assert set(errors) <= {503}, errors  # Unavailable during the switch, never a 500.
-    reader = authorized_client(app, sub=f"reader-{uuid.uuid4().hex[:8]}")
-    keys = [key for _, key in acknowledged]
-    missing: set[str] = set()
-    for start in range(0, len(keys), 1000):
-        response = reader.post(
-            "/cache/batch", json={"namespace": NS, "keys": keys[start : start + 1000]}
-        )
-        assert response.status_code == 200, response.get_json()
-        missing.update(response.get_json()["missing_keys"])
-    when = {key: at for at, key in acknowledged}
-    assert all(killed_at - 2.0 <= when[key] <= killed_at + 0.5 for key in missing), sorted(
-        when[key] - killed_at for key in missing
-    )
-    assert len(missing) < len(keys) // 3
+    run = write_through_failover(app, NS, fail_over, settle=0.5)
+    assert_only_the_last_moments_lost(app, NS, run)
