@@ -129,8 +129,8 @@ class Sessions:
             raise SessionNotFound(session_id=redacted(session_id))
         try:
             hot = self.store.get(session_id, now_ms(), touch, guard)
-        except redis.ConnectionError:
-            # Redis is down: a login must still work. Read (and slide) in Postgres instead.
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis is down or hangs: a login must still work. Read (and slide) in Postgres.
             return Session.of(self._from_database(session_id, touch, refill=False))
         if hot is None:
             hot = self._from_database(session_id, touch, refill=True)
@@ -145,18 +145,34 @@ class Sessions:
         return self._refill(row) if refill else _hot(row)
 
     def update(self, session_id: str, data: dict[str, Any] | None, ttl: int | None) -> Session:
-        if parse_session_id(session_id) is None:
+        parsed = parse_session_id(session_id)
+        if parsed is None:
             raise SessionNotFound(session_id=redacted(session_id))
+        bucket, secret = parsed
         with self.database.connection() as conn:
             row = conn.execute(
                 self.queries["update_session"],
-                {"session_id": session_id, "data": Jsonb(data or {}), "ttl": ttl},
+                {
+                    "session_id": session_id,
+                    "data": Jsonb(data or {}),
+                    "ttl": ttl,
+                    "hot_expires_at": self._hot_expiry(bucket.session(secret)),
+                },
             ).fetchone()
             if row is not None:
                 check_data_size(row[2])
         if row is None:
             raise SessionNotFound(session_id=redacted(session_id))
         return Session.of(self._refill(row, restart=ttl is not None))
+
+    def _hot_expiry(self, session_key: str) -> datetime | None:
+        """The expiry reads have slid the hot copy to (Postgres learns it only at the next
+        flush); None when Redis has no copy or cannot be asked."""
+        try:
+            raw = self.store.client.hget(session_key, "ex")
+        except redis.RedisError:
+            return None
+        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC) if raw else None
 
     def delete(self, session_id: str) -> None:
         parsed = parse_session_id(session_id)

@@ -185,13 +185,17 @@ RETURNING session_id, user_id, data, ttl, created_at, updated_at, last_accessed,
 -- Top-level merge of data, in one statement: concurrent PATCHes of different fields both
 -- survive (the row lock orders them). updated_at is the clock at execution, so the later
 -- writer's version is the larger one.
+-- Reads slide the expiry in Redis first (the workers bring it here later): the hot copy's
+-- expiry, when there is one, keeps a session alive here too.
 UPDATE cache_sessions SET
     data = data || %(data)s,
     ttl = coalesce(%(ttl)s, ttl),
-    expires_at = CASE WHEN %(ttl)s::integer IS NULL THEN expires_at
+    expires_at = CASE WHEN %(ttl)s::integer IS NULL
+                      THEN GREATEST(expires_at, %(hot_expires_at)s::timestamptz)
                       ELSE clock_timestamp() + make_interval(secs => %(ttl)s::integer) END,
     updated_at = clock_timestamp()
-WHERE session_id = %(session_id)s AND expires_at > clock_timestamp()
+WHERE session_id = %(session_id)s
+  AND GREATEST(expires_at, %(hot_expires_at)s::timestamptz) > clock_timestamp()
 RETURNING session_id, user_id, data, ttl, created_at, updated_at, last_accessed, expires_at
 
 -- name: delete_session

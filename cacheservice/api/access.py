@@ -15,10 +15,10 @@ from flask import Flask, Response, g, request
 from cacheservice.access import AccessControl
 from cacheservice.api.parser import request_json
 from cacheservice.auth import Principal, TokenVerifier, check_scope
-from cacheservice.errors import Forbidden, Unauthorized
+from cacheservice.errors import Forbidden, InvalidRequest, Unauthorized
 from cacheservice.services import services
 from cacheservice.store.ratelimit import LimitCheck
-from cacheservice.validation import DEFAULT_NAMESPACE, namespace_issue
+from cacheservice.validation import DEFAULT_NAMESPACE, NAMESPACE_RE, namespace_issue
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,17 @@ def enforce_access() -> None:
     if control.verifier is not None:
         principal = _authenticate(control.verifier, public=access.scope is None)
         if principal is not None and access.scope is not None:
-            namespace = _namespace(access.namespace_from) if access.namespace_from else None
-            if access.namespace_from is None or namespace is not None:
-                check_scope(principal, access.scope, namespace)
+            namespace = None
+            if access.namespace_from is not None:
+                namespace = _namespace(access.namespace_from)
+                if namespace is None:
+                    # Refuse here rather than rely on each view's validation: a scope check
+                    # must not be skipped for a name it cannot read.
+                    raise InvalidRequest(
+                        "Request validation failed",
+                        namespace=[f"Namespace must match {NAMESPACE_RE.pattern}."],
+                    )
+            check_scope(principal, access.scope, namespace)
     if access.category is None:
         return
     identity = f"sub:{principal.subject}" if principal else f"ip:{request.remote_addr}"

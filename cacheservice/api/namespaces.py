@@ -103,11 +103,10 @@ class Namespace(MethodView):
     @blp.response(200, NamespaceSchema)
     def patch(self, body: dict[str, Any], namespace: str) -> Response:
         """Change some fields of a namespace's configuration"""
-        registry = services().namespaces
-        checked_namespace(namespace)
-        current = registry.config(namespace)
-        _checked(current.merged(body))
-        stored = registry.patch(namespace, body)
+        found = services()
+        stored = found.namespaces.patch(
+            checked_namespace(namespace), body, encryption_available=found.keyring_available
+        )
         return json_response(namespace_body(namespace, stored, stored.config))
 
     @blp.response(200, NamespaceDeletedSchema)

@@ -59,10 +59,13 @@ class NamespaceConfig:
         """Read a stored configuration; fields it lacks (older rows) take the defaults."""
         known = {name: value for name, value in stored.items() if name in _FIELDS}
         try:
-            return replace(defaults.merged(known), status=status)
-        except (TypeError, ValueError):
-            # A row edited by hand into something unreadable: serve the defaults, not a 500.
+            config = replace(defaults.merged(known), status=status)
+            # Keys may be configured elsewhere than here; everything else must hold.
+            config.check(encryption_available=True)
+        except (TypeError, ValueError, InvalidRequest):
+            # A row edited by hand into something invalid: serve the defaults, not 500s.
             return replace(defaults, status=status)
+        return config
 
     def check(self, encryption_available: bool) -> None:
         """The rules the schema cannot express alone; raises the contract's 400."""

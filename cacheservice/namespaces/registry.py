@@ -159,8 +159,14 @@ class NamespaceRegistry:
         self._configs = {**self._configs, namespace: stored}
         return stored
 
-    def patch(self, namespace: str, changes: dict[str, Any]) -> StoredConfig:
-        """Merge ``changes`` into the stored configuration under a row lock (no lost update)."""
+    def patch(
+        self, namespace: str, changes: dict[str, Any], encryption_available: bool
+    ) -> StoredConfig:
+        """Merge ``changes`` into the stored configuration under a row lock (no lost update).
+
+        The merged configuration is checked inside the lock: two PATCHes that are each valid
+        against an older copy must not combine into an invalid one (say gzip at level 20).
+        """
         with self.database.connection() as conn, conn.transaction():
             conn.execute(self.queries["lock_configuration"], {"namespace": namespace})
             row = conn.execute(
@@ -168,6 +174,7 @@ class NamespaceRegistry:
             ).fetchone()
             current = self._from_row(row).config if row else self.defaults
             merged = current.merged(changes)
+            merged.check(encryption_available)
             body = merged.to_body()
             status = body.pop("status")
             saved = conn.execute(

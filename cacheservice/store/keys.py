@@ -26,6 +26,7 @@ Service-wide keys, each group in one slot of its own:
     cs:{health}:probes           health probe results per hour, for the uptime figure
     cs:{ss:<2 hex>}:s:<secret>   a session's hot copy (hash); the id is "<2 hex>.<secret>"
     cs:{ss:<2 hex>}:u:<user id>  a user's sessions: sorted set of session ids by expiry (ms)
+    cs:{ss:<2 hex>}:r:<secret>   marks a revoked session for a day (no refill brings it back)
     cs:{ss:<2 hex>}:sa           pending session access times, flushed to Postgres
     cs:{ss:<2 hex>}:sb[:<id>:a]  the access batch being flushed
     cs:{stats}:memory            sampled memory per entry, per namespace
@@ -175,6 +176,13 @@ class SessionBucket:
 
     def session(self, secret: str) -> str:
         return f"{self.session_prefix}{secret}"
+
+    @property
+    def revoked_prefix(self) -> str:
+        return f"{self.prefix}r:"
+
+    def revoked(self, secret: str) -> str:
+        return f"{self.revoked_prefix}{secret}"
 
     @property
     def user_prefix(self) -> str:

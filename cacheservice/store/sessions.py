@@ -17,6 +17,10 @@ from cacheservice.store.keys import SESSION_BUCKETS, SessionBucket
 from cacheservice.store.ratelimit import LimitCheck
 from cacheservice.store.scripts import ScriptCall, Scripts
 
+# How long a revoked session stays marked so that no late refill can bring it back: far longer
+# than any read or PATCH that fetched the row before the revocation can take.
+REVOKED_MARKER_SECONDS = 24 * 3600
+
 SESSION_ID = re.compile(r"([0-9a-f]{2})\.([A-Za-z0-9_-]{32})")
 
 
@@ -114,7 +118,12 @@ class SessionStore:
         ]  # fmt: skip
         call = ScriptCall(
             Scripts.session_put,
-            [bucket.session(secret), bucket.user_index(session.user_id), bucket.pending_access],
+            [
+                bucket.session(secret),
+                bucket.user_index(session.user_id),
+                bucket.pending_access,
+                bucket.revoked(secret),
+            ],
             [session.session_id, version, session.expires_ms, "1" if restart else "0", *fields],
         )
         written = self.scripts.run(call)
@@ -129,7 +138,7 @@ class SessionStore:
         call = ScriptCall(
             Scripts.session_delete,
             [bucket.user_index(user_id)],
-            [bucket.session_prefix, *session_ids],
+            [bucket.session_prefix, bucket.revoked_prefix, REVOKED_MARKER_SECONDS, *session_ids],
         )
         return int(self.scripts.run(call))
 

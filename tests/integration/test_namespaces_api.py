@@ -541,3 +541,25 @@ def test_last_known_configuration_serves_while_postgres_is_down(
     assert failed.status_code == 503
     assert failed.get_json()["error"] == "service_unavailable"
     assert names.config("users").default_ttl == 90
+
+
+def test_patches_are_checked_against_the_stored_configuration(
+    make_app: AppFactory, database: psycopg.Connection[Any]
+) -> None:
+    first = authorized_client(make_app())
+    stale_app = make_app()
+    stale = authorized_client(stale_app)
+    gzip_five = {"compression": {"algorithm": "gzip", "level": 5}}
+    assert first.put("/namespaces/mixed", json=gzip_five).status_code in (200, 201)
+    assert stale_app.extensions["cacheservice"].namespaces.config("mixed").compression.level == 5
+    zstd_twenty = {"compression": {"algorithm": "zstd", "level": 20}}
+    assert first.patch("/namespaces/mixed", json=zstd_twenty).status_code == 200
+
+    # Valid against the stale copy (gzip 5), invalid against the stored one (zstd 20).
+    response = stale.patch("/namespaces/mixed", json={"compression": {"algorithm": "gzip"}})
+
+    assert response.status_code == 400
+    stored = first.get("/namespaces/mixed").get_json()["configuration"]["compression"]
+    assert (stored["algorithm"], stored["level"]) == ("zstd", 20)
+    write = {"key": "k", "value": "x" * 1000, "namespace": "mixed"}
+    assert first.post("/cache", json=write).status_code == 201

@@ -598,3 +598,23 @@ def test_create_with_the_default_limiter_while_redis_is_down(
         assert row(database, session_id) is not None
     finally:
         services_of(app).shutdown()
+
+
+def test_a_refill_racing_a_revocation_cannot_bring_the_session_back(
+    app: Flask, client: FlaskClient, redis_client: redis.Redis, database: psycopg.Connection[Any]
+) -> None:
+    found: Services = app.extensions["cacheservice"]
+    user = str(uuid.uuid4())
+    session_id = client.post("/sessions", json={"user_id": user, "data": {"a": 1}}).get_json()[
+        "session_id"
+    ]
+    redis_client.flushdb()  # The hot copy is gone: the next read goes to Postgres ...
+    with found.database.connection() as conn:
+        row = conn.execute(found.queries["live_session"], {"session_id": session_id}).fetchone()
+    assert row is not None
+    assert client.delete(f"/sessions/{session_id}").status_code == 200
+    # ... and writes the row it fetched back to Redis only after the revocation finished.
+    found.sessions._refill(row)
+
+    assert client.get(f"/sessions/{session_id}").status_code == 404
+    assert client.get(f"/users/{user}/sessions").get_json()["total"] == 0

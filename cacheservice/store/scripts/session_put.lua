@@ -3,6 +3,7 @@
 -- KEYS[1]  the session hash
 -- KEYS[2]  the user's session index (sorted set: session id -> expiry ms)
 -- KEYS[3]  pending access times of the session bucket (see session_get.lua)
+-- KEYS[4]  the session's revocation marker (set by session_delete.lua)
 -- ARGV[1]  session id
 -- ARGV[2]  version: the row's updated_at in microseconds
 -- ARGV[3]  expiry (ms)
@@ -14,7 +15,12 @@
 -- Redis only (the workers bring it to Postgres later), so a later access time and expiry of
 -- the copy in Redis are kept; unless the row restarts the expiry, which also drops a slide
 -- still waiting for the workers (it would push the row's expiry past the new one).
--- Returns {la, ex} as written, or false when the copy in Redis is newer.
+-- A revoked session is never written back: a read or PATCH that fetched the row just before a
+-- revocation deleted it must not bring the session back to life in Redis.
+-- Returns {la, ex} as written, or false when the copy in Redis is newer or revoked.
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return false
+end
 local stored = redis.call('HMGET', KEYS[1], 'v', 'la', 'ex')
 if stored[1] and tonumber(stored[1]) > tonumber(ARGV[2]) then
   return false
