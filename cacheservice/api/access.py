@@ -101,19 +101,45 @@ def _authenticate(verifier: TokenVerifier, public: bool) -> Principal | None:
         raise
 
 
+NOT_AN_OBJECT = "\0not-an-object"
+
+
 def _namespace(source: str | None) -> str | None:
-    """The namespace a request targets, or None when it is not a valid name (a 400 follows)."""
+    """The namespace a request targets; None when it names an invalid one (a 400 here), and
+    ``NOT_AN_OBJECT`` for a body that is no JSON object at all: such a request cannot name a
+    namespace, its own validation answers 400, and nothing is read or written."""
     namespace: object
     if source == "query":
         namespace = request.args.get("namespace", DEFAULT_NAMESPACE)
     elif source == "body":
         body = request_json()
-        namespace = body.get("namespace", DEFAULT_NAMESPACE) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return NOT_AN_OBJECT
+        namespace = body.get("namespace", DEFAULT_NAMESPACE)
     else:
         namespace = DEFAULT_NAMESPACE
     if not isinstance(namespace, str) or namespace_issue(namespace) is not None:
         return None
     return namespace
+
+
+def _check_scope_for_request(principal: Principal, access: RouteAccess) -> None:
+    if access.scope is None:
+        return
+    if access.namespace_from is None:
+        check_scope(principal, access.scope, None)
+        return
+    namespace = _namespace(access.namespace_from)
+    if namespace == NOT_AN_OBJECT:
+        return  # The view refuses such a body (400) before it reads or writes anything.
+    if namespace is None:
+        # Refused here rather than left to each view's validation: a scope check must not be
+        # skipped for a name it cannot read.
+        raise InvalidRequest(
+            "Request validation failed",
+            namespace=[f"Namespace must match {NAMESPACE_RE.pattern}."],
+        )
+    check_scope(principal, access.scope, namespace)
 
 
 def enforce_access() -> None:
@@ -128,17 +154,7 @@ def enforce_access() -> None:
     if control.verifier is not None:
         principal = _authenticate(control.verifier, public=access.scope is None)
         if principal is not None and access.scope is not None:
-            namespace = None
-            if access.namespace_from is not None:
-                namespace = _namespace(access.namespace_from)
-                if namespace is None:
-                    # Refuse here rather than rely on each view's validation: a scope check
-                    # must not be skipped for a name it cannot read.
-                    raise InvalidRequest(
-                        "Request validation failed",
-                        namespace=[f"Namespace must match {NAMESPACE_RE.pattern}."],
-                    )
-            check_scope(principal, access.scope, namespace)
+            _check_scope_for_request(principal, access)
     if access.category is None:
         return
     identity = f"sub:{principal.subject}" if principal else f"ip:{request.remote_addr}"
