@@ -27,6 +27,7 @@ Service-wide keys, each group in one slot of its own:
     cs:{ss:<2 hex>}:s:<secret>   a session's hot copy (hash); the id is "<2 hex>.<secret>"
     cs:{ss:<2 hex>}:u:<user id>  a user's sessions: sorted set of session ids by expiry (ms)
     cs:{ss:<2 hex>}:r:<secret>   marks a revoked session for a day (no refill brings it back)
+    cs:{ss:<2 hex>}:sv:<secret>  the newest session version written in the last minute
     cs:{ss:<2 hex>}:sa           pending session access times, flushed to Postgres
     cs:{ss:<2 hex>}:sb[:<id>:a]  the access batch being flushed
     cs:{stats}:memory            sampled memory per entry, per namespace
@@ -176,6 +177,9 @@ class SessionBucket:
 
     def session(self, secret: str) -> str:
         return f"{self.session_prefix}{secret}"
+
+    def version(self, secret: str) -> str:
+        return f"{self.prefix}sv:{secret}"
 
     @property
     def revoked_prefix(self) -> str:

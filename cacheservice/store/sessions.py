@@ -123,6 +123,7 @@ class SessionStore:
                 bucket.user_index(session.user_id),
                 bucket.pending_access,
                 bucket.revoked(secret),
+                bucket.version(secret),
             ],
             [session.session_id, version, session.expires_ms, "1" if restart else "0", *fields],
         )

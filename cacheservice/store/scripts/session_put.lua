@@ -4,6 +4,8 @@
 -- KEYS[2]  the user's session index (sorted set: session id -> expiry ms)
 -- KEYS[3]  pending access times of the session bucket (see session_get.lua)
 -- KEYS[4]  the session's revocation marker (set by session_delete.lua)
+-- KEYS[5]  the newest version written lately (kept a minute, and apart from the hash, so that
+--          a stale copy cannot slip in after the hash itself was evicted or deleted)
 -- ARGV[1]  session id
 -- ARGV[2]  version: the row's updated_at in microseconds
 -- ARGV[3]  expiry (ms)
@@ -25,6 +27,11 @@ local stored = redis.call('HMGET', KEYS[1], 'v', 'la', 'ex')
 if stored[1] and tonumber(stored[1]) > tonumber(ARGV[2]) then
   return false
 end
+local recent = redis.call('GET', KEYS[5])
+if recent and tonumber(recent) > tonumber(ARGV[2]) then
+  return false
+end
+redis.call('SET', KEYS[5], ARGV[2], 'EX', 60)
 local expiry = ARGV[3]
 local fields = {'v', ARGV[2]}
 local access
