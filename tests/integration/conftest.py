@@ -1,14 +1,18 @@
-"""Fixtures of the round-trip tests: a private redis-server whose statistics and script cache
-belong to one test module alone, so a parallel test cannot change the counts."""
+"""Fixtures shared by integration tests: a private redis-server whose statistics and script
+cache belong to one test module alone (so a parallel test cannot change round-trip counts), and
+a capture of the request log."""
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from cacheservice.logs import JsonFormatter
 from cacheservice.store.scripts import Script, Scripts
 from tests.support.redis_server import RedisServer
 
@@ -32,3 +36,18 @@ def raw(private_redis: RedisServer) -> Iterator[redis.Redis]:
         client.script_load(script.source)
     yield client
     client.close()
+
+
+@pytest.fixture
+def request_log() -> Iterator[io.StringIO]:
+    """What the request logger writes, one JSON line per request."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("cacheservice.requests")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield stream
+    logger.removeHandler(handler)
+    logger.setLevel(level)

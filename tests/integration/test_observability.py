@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cacheservice.logs import JsonFormatter
 from cacheservice.metrics.recorder import SERVICE
 from cacheservice.services import Services
 from tests.conftest import AppFactory
@@ -33,21 +31,6 @@ def app(make_app: AppFactory) -> Iterator[Flask]:
     services.metrics.interval = 3600
     yield app
     services.database.close()
-
-
-@pytest.fixture
-def request_log() -> Iterator[io.StringIO]:
-    """What the request logger writes, one JSON line per request."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("cacheservice.requests")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +25,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from cacheservice.logs import JsonFormatter
 from cacheservice.sessions import MAX_DATA_BYTES, redacted
 from cacheservice.store.keys import SessionBucket
 from cacheservice.store.sessions import parse_session_id
@@ -657,20 +655,6 @@ def test_the_sessions_rate_limit_category_applies(
 
 
 # Session ids are credentials: never logged in full.
-
-
-@pytest.fixture
-def request_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("cacheservice.requests")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_session_ids_are_never_logged_in_full(

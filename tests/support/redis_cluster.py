@@ -19,7 +19,7 @@ from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
 from tests.support.ports import free_port
-from tests.support.redis_server import RedisServerError
+from tests.support.redis_server import wait_for_ping
 
 STARTUP_TIMEOUT = 30.0
 NODE_TIMEOUT_MS = 1000
@@ -127,22 +127,10 @@ class RedisCluster:
                 return port
 
     def _wait_for_ping(self, node: _Node) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        probe = node.client(timeout=1)
-        try:
-            while True:
-                if not node.alive:
-                    raise RedisServerError(f"redis-server on {node.port} exited: {self.log(node)}")
-                try:
-                    if probe.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RedisClusterError(f"node {node.port} did not answer PING")
-                time.sleep(0.05)
-        finally:
-            probe.close()
+        def exited() -> str | None:
+            return None if node.alive else f"redis-server on {node.port} exited: {self.log(node)}"
+
+        wait_for_ping(node.port, exited)
 
     def wait_until_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Every live node says ``cluster_state:ok`` and sees all slots served by live masters;

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -18,6 +19,28 @@ import redis
 from tests.support.ports import free_port
 
 STARTUP_TIMEOUT = 30.0
+
+
+def wait_for_ping(port: int, exited: Callable[[], str | None]) -> None:
+    """Wait until the redis-server on ``port`` answers PING; ``exited`` tells (with the reason)
+    when its process is gone, which ends the wait at once."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    probe = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        while True:
+            reason = exited()
+            if reason is not None:
+                raise RedisServerError(reason)
+            try:
+                if probe.ping():
+                    return
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise RedisServerError(f"redis-server on {port} did not answer PING")
+            time.sleep(0.05)
+    finally:
+        probe.close()
 
 
 class RedisServerError(RuntimeError):
@@ -67,26 +90,14 @@ class RedisServer:
 
     def _wait_until_ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        probe = redis.Redis(
-            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1
-        )
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    raise RedisServerError(
-                        f"redis-server exited with {self.process.returncode}: {self.log_tail()}"
-                    )
-                try:
-                    if probe.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RedisServerError(f"redis-server did not answer PING: {self.log_tail()}")
-                time.sleep(0.05)
-        finally:
-            probe.close()
+        process = self.process
+
+        def exited() -> str | None:
+            if process.poll() is None:
+                return None
+            return f"redis-server exited with {process.returncode}: {self.log_tail()}"
+
+        wait_for_ping(self.port, exited)
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes without closing anything cleanly."""
