@@ -24,6 +24,7 @@ from cacheservice.metrics.statistics import Totals, Window, metric_totals
 from cacheservice.store.keys import HEALTH_PROBES
 from cacheservice.store.locks import last_completed_ms
 from cacheservice.store.pending import PendingStore
+from cacheservice.store.server_info import NodeInfo, server_info
 from cacheservice.timefmt import format_ms
 
 FLUSH_TASK = "flush_entry_stats"
@@ -83,27 +84,56 @@ class HealthSources:
         )
 
 
+def _disconnected(error: str) -> dict[str, Any]:
+    # Every field of the seed's shape stays, empty, so clients can read it unconditionally.
+    return {
+        "status": "disconnected",
+        "version": None,
+        "memory_usage": None,
+        "connected_clients": None,
+        "maxmemory_policy": None,
+        "error": error[:200],
+    }
+
+
+def _node_section(node: NodeInfo) -> dict[str, Any]:
+    if node.info is None:
+        return {"address": node.address, "status": "disconnected", "error": node.error}
+    return {
+        "address": node.address,
+        "status": "connected",
+        "memory_usage": f"{int(node.info.get('used_memory', 0)) / MIB:.0f}MB",
+        "connected_clients": int(node.info.get("connected_clients", 0)),
+    }
+
+
 def _redis_section(client: redis.Redis) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The combined INFO (None when Redis cannot serve every key) and the ``redis`` section.
+
+    On a cluster the section lists each master; one master not answering makes the whole
+    section ``disconnected``: the keys in its slots cannot be served.
+    """
     try:
-        info = client.info()
+        found = server_info(client)
     except redis.RedisError as error:
-        # Every field of the seed's shape stays, empty, so clients can read it unconditionally.
-        return None, {
-            "status": "disconnected",
-            "version": None,
-            "memory_usage": None,
-            "connected_clients": None,
-            "maxmemory_policy": None,
-            "error": str(error)[:200],
-        }
+        return None, _disconnected(str(error))
+    info = found.combined
+    if info is None or not found.all_answered:
+        failed = [node for node in found.nodes if node.info is None]
+        section = _disconnected("; ".join(f"{node.address}: {node.error}" for node in failed))
+        section["nodes"] = [_node_section(node) for node in found.nodes]
+        return None, section
     used = int(info.get("used_memory", 0))
-    return info, {
+    section = {
         "status": "connected",
         "version": info.get("redis_version"),
         "memory_usage": f"{used / MIB:.0f}MB",
         "connected_clients": int(info.get("connected_clients", 0)),
         "maxmemory_policy": info.get("maxmemory_policy"),
     }
+    if found.nodes:
+        section["nodes"] = [_node_section(node) for node in found.nodes]
+    return info, section
 
 
 def _postgres_section(database: Database, queries: dict[str, str]) -> dict[str, Any]:
@@ -232,7 +262,8 @@ def health_report(sources: HealthSources) -> tuple[int, dict[str, Any]]:
     elif (
         postgres["status"] != "connected"
         or workers["status"] != "up"
-        or str(redis_section.get("maxmemory_policy", "")).startswith("allkeys")
+        # A cluster whose masters differ lists their policies comma-separated.
+        or "allkeys" in str(redis_section.get("maxmemory_policy", ""))
     ):
         status = "degraded"
     else:

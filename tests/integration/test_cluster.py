@@ -31,6 +31,9 @@ from tests.support.failover import assert_only_the_last_moments_lost, write_thro
 from tests.support.redis_cluster import RedisCluster
 from tests.support.roundtrips import CountingConnection, RoundTrips
 
+# Starts its own Redis, whatever --redis-topology says: run once, on the single-node pass.
+pytestmark = pytest.mark.topology_independent
+
 NS = "clu"
 
 
@@ -277,9 +280,29 @@ def test_statistics_health_and_entry_stats_flush(
 def test_master_failover_during_writes_loses_only_the_last_moments(
     cluster: RedisCluster, app: Flask, raw: Any
 ) -> None:
+    http = authorized_client(app)
+    health: dict[str, Any] = {}
+
     def fail_over() -> None:
-        cluster.kill(cluster.master_ports()[0])
+        dead = cluster.master_ports()[0]
+        cluster.kill(dead)
+        # Before the replica takes over, health names the master that does not answer.
+        response = http.get("/cache/health")
+        health.update(status=response.status_code, body=response.get_json())
+        health["dead"] = f"127.0.0.1:{dead}"
         cluster.wait_until_healthy(timeout=20)
 
     run = write_through_failover(app, NS, fail_over)
     assert_only_the_last_moments_lost(app, NS, run)
+    assert health["status"] == 503, health
+    section = health["body"]["redis"]
+    assert section["status"] == "disconnected"
+    states = {node["address"]: node["status"] for node in section["nodes"]}
+    assert states[health["dead"]] == "disconnected"
+    assert list(states.values()).count("connected") == 2
+    # Once the replica serves the slots, every master answers again, without a restart.
+    after = http.get("/cache/health")
+    assert after.status_code == 200, after.get_json()
+    nodes = after.get_json()["redis"]["nodes"]
+    assert len(nodes) == 3
+    assert all(node["status"] == "connected" for node in nodes)
