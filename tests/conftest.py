@@ -4,6 +4,10 @@ Integration and e2e tests use the machine's real Redis (``CACHE_TEST_REDIS_URL``
 ``redis://127.0.0.1:6379``). Each pytest-xdist worker gets its own pair of database numbers
 (one for in-process tests, one for the e2e server), flushed before use, so parallel workers
 never see each other's keys and a developer's data in database 0 is never touched.
+
+With ``--redis-topology cluster`` the same tests run on Redis Cluster instead: each xdist
+worker starts two private three-master clusters (one for in-process tests, one for the e2e
+server) in place of the two database numbers (tests/support/topology.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from flask.testing import FlaskClient
 from cacheservice import create_app
 from cacheservice.migrations import upgrade
 from tests.support.auth import TEST_JWT_SECRET, authorized_client
+from tests.support.redis_cluster import RedisCluster
+from tests.support.topology import CLUSTER, SINGLE, TOPOLOGIES, raw_client
 
 BASE_REDIS_URL = os.environ.get("CACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 BASE_DATABASE_URL = os.environ.get(
@@ -37,8 +43,51 @@ TABLES = (
 FIRST_TEST_DB = 10
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-topology",
+        choices=TOPOLOGIES,
+        default=os.environ.get("CACHE_TEST_TOPOLOGY", SINGLE),
+        help="run integration and e2e tests on one Redis server or on a Redis Cluster",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"redis topology: {config.getoption('--redis-topology')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the cluster pass, skip tests whose Redis does not depend on the topology option
+    (they start their own servers, or use none): the single-node pass ran them already."""
+    if config.getoption("--redis-topology") != CLUSTER:
+        return
+    skip = pytest.mark.skip(reason="independent of --redis-topology; runs on the single pass")
+    for item in items:
+        if item.get_closest_marker("topology_independent"):
+            item.add_marker(skip)
+
+
 def _worker_index(worker_id: str) -> int:
     return 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+
+
+@pytest.fixture(scope="session")
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    topology: str = request.config.getoption("--redis-topology")
+    return topology
+
+
+def _topology_url(topology: str, db: int) -> Iterator[str]:
+    """A Redis URL of the topology: a database number on the machine's server, or a cluster
+    of this xdist worker's own, stopped at the end of the session."""
+    if topology == SINGLE:
+        yield f"{BASE_REDIS_URL}/{db}"
+        return
+    cluster = RedisCluster(masters=3, replicas=0).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -54,14 +103,21 @@ def e2e_redis_db(worker_id: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_db: int) -> str:
-    return f"{BASE_REDIS_URL}/{redis_db}"
+def redis_url(redis_topology: str, redis_db: int) -> Iterator[str]:
+    """Where in-process apps of this xdist worker keep their data."""
+    yield from _topology_url(redis_topology, redis_db)
+
+
+@pytest.fixture(scope="session")
+def e2e_redis_url(redis_topology: str, e2e_redis_db: int) -> Iterator[str]:
+    """Where the e2e gunicorn servers of this xdist worker keep their data."""
+    yield from _topology_url(redis_topology, e2e_redis_db)
 
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A raw client on the test database, flushed before the test."""
-    client = redis.Redis.from_url(redis_url)
+    """A raw client on the test database (every master of a cluster), flushed before the test."""
+    client = raw_client(redis_url)
     client.flushdb()
     yield client
     client.close()

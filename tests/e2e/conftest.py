@@ -10,21 +10,19 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
-import redis
 
-from tests.conftest import BASE_REDIS_URL
 from tests.support.gunicorn_server import GunicornServer
+from tests.support.topology import raw_client
 
 _servers: list[GunicornServer] = []
 
 
 @pytest.fixture(scope="session")
 def e2e_server(
-    e2e_redis_db: int, tmp_path_factory: pytest.TempPathFactory
+    e2e_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GunicornServer]:
-    redis_url = f"{BASE_REDIS_URL}/{e2e_redis_db}"
     env = {
-        "CACHE_REDIS_URL": redis_url,
+        "CACHE_REDIS_URL": e2e_redis_url,
         "CACHE_WEB_WORKERS": "2",
         # Authentication is switched off explicitly: these tests drive the HTTP contract.
         "CACHE_AUTH_MODE": "disabled",
@@ -32,7 +30,7 @@ def e2e_server(
     }
     server = GunicornServer(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").start()
     _servers.append(server)
-    client = redis.Redis.from_url(redis_url)
+    client = raw_client(e2e_redis_url)
     client.flushdb()
     client.close()
     try:

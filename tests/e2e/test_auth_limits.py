@@ -2,7 +2,7 @@
 
 This module runs its own server (the shared e2e server has authentication switched off): JWT
 on, 40 cache operations an hour, and an access log that names the worker pid of each request.
-It uses the e2e Redis database of this xdist worker, with its own namespace and a fresh subject
+It uses the e2e Redis of this xdist worker, with its own namespace and a fresh subject
 per burst, so it cannot touch the quotas or entries of the other e2e tests.
 """
 
@@ -23,7 +23,6 @@ import jwt
 import pytest
 import requests
 
-from tests.conftest import BASE_REDIS_URL
 from tests.support.auth import TEST_JWT_SECRET, bearer, claims, make_token
 from tests.support.gunicorn_server import GunicornServer
 
@@ -54,12 +53,12 @@ class LimitedServer:
 
 @pytest.fixture(scope="module")
 def limited_server(
-    e2e_redis_db: int, tmp_path_factory: pytest.TempPathFactory
+    e2e_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LimitedServer]:
     directory = tmp_path_factory.mktemp("gunicorn-auth-limits")
     access_log = directory / "access.log"
     env = {
-        "CACHE_REDIS_URL": f"{BASE_REDIS_URL}/{e2e_redis_db}",
+        "CACHE_REDIS_URL": e2e_redis_url,
         "CACHE_WEB_WORKERS": "2",
         "CACHE_AUTH_MODE": "jwt",
         "CACHE_JWT_SECRET": TEST_JWT_SECRET,

@@ -1,7 +1,8 @@
 """The metrics pipeline end to end: gunicorn, a real ``celery worker`` and ``celery beat``.
 
 The module runs its own stack, isolated from every other test: a private ``redis-server``
-(cache in database 0, Celery broker in database 1), a private Postgres cluster (so a test can
+(cache in database 0, Celery broker in database 1; on the cluster run the cache lives in a
+private three-master Redis Cluster instead), a private Postgres cluster (so a test can
 take it away), the repository's gunicorn configuration with two workers and JWT on, and one
 worker plus beat with short intervals (flush every 0.5 s, probe every second, a task lock of
 2 s so a killed holder's lock soon expires). No eager mode: tasks go through the broker.
@@ -37,7 +38,9 @@ from tests.support.auth import TEST_JWT_SECRET, bearer, make_token
 from tests.support.celery_processes import CeleryProcess, celery_env
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.postgres_server import PostgresServer
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
+from tests.support.topology import CLUSTER, raw_client
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +80,7 @@ def wait_until(
 class Pipeline:
     directory: Path
     redis_server: RedisServer
+    cache_url: str
     postgres: PostgresServer
     database_url: str
     web: GunicornServer
@@ -178,7 +182,7 @@ class Pipeline:
         return int(rows[0][0])
 
     def redis(self) -> redis.Redis:
-        return self.redis_server.client()
+        return raw_client(self.cache_url)
 
     def batches_in_flight(self, client: redis.Redis, namespace: str) -> set[str]:
         """Ids of the namespace's entry batches and the metrics batch, claimed, not finished."""
@@ -209,9 +213,10 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def pipeline(tmp_path_factory: pytest.TempPathFactory, redis_topology: str) -> Iterator[Pipeline]:
     directory = tmp_path_factory.mktemp("pipeline")
     redis_server = RedisServer(directory).start()
+    cluster = RedisCluster(masters=3, replicas=0) if redis_topology == CLUSTER else None
     postgres = PostgresServer()
     started: list[Any] = []
     try:
@@ -219,8 +224,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         database_url = postgres.url("cacheservice")
         upgrade(database_url)
         base = f"redis://127.0.0.1:{redis_server.port}"
+        cache_url = cluster.start().url if cluster else f"{base}/0"
         env = celery_env(
-            redis_url=f"{base}/0",
+            redis_url=cache_url,
             broker_url=f"{base}/1",
             database_url=database_url,
             schedule_file=directory / "beat-schedule",
@@ -245,7 +251,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         worker = CeleryProcess("worker", env, directory / "worker.log")
         beat = CeleryProcess("beat", env, directory / "beat.log")
         started += [worker, beat]
-        stack = Pipeline(directory, redis_server, postgres, database_url, web, worker, beat)
+        stack = Pipeline(
+            directory, redis_server, cache_url, postgres, database_url, web, worker, beat
+        )
         stack.start_celery()
         try:
             yield stack
@@ -255,6 +263,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         for process in reversed(started):
             process.stop()
         redis_server.stop()
+        if cluster:
+            cluster.stop()
         postgres.destroy()
 
 

@@ -100,7 +100,9 @@ def flushed_metric(conn: psycopg.Connection[Any], namespace: str, metric: str) -
 def batches_in_flight(services: Services, namespace: str) -> list[bytes]:
     """Ids of the namespace's entry batches handed over but not yet dropped from Redis."""
     pointers = [bucket.flush_pointer for bucket in services.keyspace.all_buckets(namespace)]
-    return [value for value in services.redis.mget(pointers) if value]
+    # One GET per bucket: on a cluster the pointers live in different slots.
+    values = [services.redis.get(pointer) for pointer in pointers]
+    return [value for value in values if value]
 
 
 def exact_totals(services: Services, db: Database, namespace: str) -> dict[str, float]:

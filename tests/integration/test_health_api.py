@@ -28,6 +28,7 @@ from tests.conftest import app_settings
 from tests.support.auth import authorized_client
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
+from tests.support.topology import SINGLE
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 MS_TEXT = re.compile(r"^\d+(\.\d+)?(e[+-]?\d+)?ms$")
@@ -69,7 +70,7 @@ def found(app: Flask) -> Services:
 
 @pytest.fixture
 def build(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator[Any]:
-    """Build apps on the test databases (or others); their Postgres pools close afterwards."""
+    """Build apps on the test databases (or others); shut down (pools closed) afterwards."""
     apps: list[Flask] = []
 
     def make(redis_url: str = redis_url, **overrides: Any) -> Flask:
@@ -80,7 +81,7 @@ def build(redis_client: redis.Redis, redis_url: str, database_url: str) -> Itera
 
     yield make
     for app in apps:
-        found(app).database.close()
+        found(app).shutdown()
 
 
 @pytest.fixture
@@ -321,3 +322,20 @@ def test_error_rate_is_errors_per_request(app: Flask) -> None:
     body = health(app.test_client()).get_json()
 
     assert body["performance"]["error_rate"] == pytest.approx(0.01, abs=0.0005)
+
+
+def test_redis_figures_cover_every_master(
+    client: FlaskClient, redis_client: redis.Redis, redis_topology: str
+) -> None:
+    section = client.get("/cache/health").get_json()["redis"]
+    if redis_topology == SINGLE:
+        assert "nodes" not in section
+        return
+    masters: Any = redis_client.get_primaries()  # type: ignore[attr-defined]  # cluster only
+    nodes = section["nodes"]
+    assert sorted(node["address"] for node in nodes) == sorted(master.name for master in masters)
+    assert len(nodes) == 3
+    assert all(node["status"] == "connected" for node in nodes)
+    # The service's own connections alone put clients on every master it talks to.
+    assert section["connected_clients"] == sum(node["connected_clients"] for node in nodes)
+    assert section["connected_clients"] > 3

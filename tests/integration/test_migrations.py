@@ -21,6 +21,9 @@ from psycopg import sql
 from cacheservice.migrations import scripts, upgrade
 from tests.conftest import BASE_DATABASE_URL, TABLES
 
+# Uses no Redis: run once, on the single-node pass.
+pytestmark = pytest.mark.topology_independent
+
 CONCURRENT_UPGRADES = 4
 
 

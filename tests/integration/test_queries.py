@@ -18,6 +18,9 @@ import pytest
 
 from cacheservice.db import load_queries
 
+# Uses no Redis: run once, on the single-node pass.
+pytestmark = pytest.mark.topology_independent
+
 QUERIES = load_queries()
 REPOSITORY = Path(__file__).resolve().parents[2]
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")

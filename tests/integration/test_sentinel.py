@@ -21,6 +21,9 @@ from tests.support.auth import authorized_client
 from tests.support.failover import assert_only_the_last_moments_lost, write_through_failover
 from tests.support.redis_sentinel import RedisSentinel
 
+# Starts its own Redis, whatever --redis-topology says: run once, on the single-node pass.
+pytestmark = pytest.mark.topology_independent
+
 NS = "sen"
 
 

@@ -26,6 +26,9 @@ from tests.support.auth import authorized_client
 from tests.support.redis_server import RedisServer
 from tests.support.roundtrips import RoundTrips, count_round_trips
 
+# Starts its own Redis, whatever --redis-topology says: run once, on the single-node pass.
+pytestmark = pytest.mark.topology_independent
+
 
 @pytest.fixture
 def counted_app(
