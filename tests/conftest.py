@@ -32,6 +32,9 @@ BASE_REDIS_URL = os.environ.get("CACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379"
 BASE_DATABASE_URL = os.environ.get(
     "CACHE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432"
 )
+# Another pytest session on the same machine (a second checkout, say) sets its own prefix and
+# CACHE_TEST_REDIS_URL, so the two never drop each other's databases.
+DATABASE_PREFIX = os.environ.get("CACHE_TEST_DATABASE_PREFIX", "cacheservice_test")
 TABLES = (
     "cache_entries",
     "cache_sessions",
@@ -126,9 +129,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def database_url(worker_id: str) -> str:
     """A database of this test run and xdist worker, created afresh with every migration."""
-    url = f"{BASE_DATABASE_URL}/cacheservice_test_{_worker_index(worker_id)}"
+    name = f"{DATABASE_PREFIX}_{_worker_index(worker_id)}"
+    url = f"{BASE_DATABASE_URL}/{name}"
     maintenance = f"{BASE_DATABASE_URL}/postgres"
-    name = f"cacheservice_test_{_worker_index(worker_id)}"
     with psycopg.connect(maintenance, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     upgrade(url)
