@@ -1,11 +1,12 @@
 """The metrics pipeline end to end: gunicorn, a real ``celery worker`` and ``celery beat``.
 
-The module runs its own stack, isolated from every other test: a private ``redis-server``
-(cache in database 0, Celery broker in database 1; on the cluster run the cache lives in a
-private three-master Redis Cluster instead), a private Postgres cluster (so a test can
-take it away), the repository's gunicorn configuration with two workers and JWT on, and one
-worker plus beat with short intervals (flush every 0.5 s, probe every second, a task lock of
-2 s so a killed holder's lock soon expires). No eager mode: tasks go through the broker.
+The module runs its own stack (``tests/support/stack.py``), isolated from every other test: a
+private ``redis-server`` (cache in database 0, Celery broker in database 1; on the cluster run
+the cache lives in a private three-master Redis Cluster instead), a private Postgres cluster
+(so a test can take it away), the repository's gunicorn configuration with two workers and JWT
+on, and one worker plus beat with short intervals (flush every 0.5 s, probe every second, a
+task lock of 2 s so a killed holder's lock soon expires). No eager mode: tasks go through the
+broker.
 
 Every test works in a namespace of its own and compares exact figures (per-key hit counts in
 ``cache_entries``, hits and misses in ``GET /cache/statistics`` and in ``cache_metrics``) with
@@ -20,9 +21,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,246 +29,36 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-import requests
 
-from cacheservice.migrations import upgrade
-from cacheservice.store.keys import KeySpace, MetricsKeys, TaskKeys
-from tests.support.auth import TEST_JWT_SECRET, bearer, make_token
-from tests.support.celery_processes import CeleryProcess, celery_env
+from cacheservice.store.keys import TaskKeys
 from tests.support.gunicorn_server import GunicornServer
-from tests.support.postgres_server import PostgresServer
-from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
-from tests.support.topology import CLUSTER, raw_client
+from tests.support.stack import (
+    FLUSH_TASK,
+    TIMEOUT,
+    UNLIMITED,
+    Stack,
+    public_get,
+    start_stack,
+    wait_until,
+)
+from tests.support.topology import CLUSTER
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = 30
-FLUSH_INTERVAL = 0.5
-TASK_LOCK_SECONDS = 2
-BUCKETS = 16  # The deployment default, which the stack runs with.
-UNLIMITED = "100000000/hour"
-FLUSH_TASK = "flush_entry_stats"
 KILLS = 6
 
 
-def public_get(url: str) -> requests.Response:
-    """A request without a token on a connection of its own, closed after the response.
-
-    A keep-alive connection left open would hold gunicorn's graceful stop for its whole
-    ``graceful_timeout``.
-    """
-    return requests.get(url, headers={"Connection": "close"}, timeout=TIMEOUT)
-
-
-def wait_until(
-    check: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.1, what: str = ""
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with its last value at the end."""
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what or check}: last value {value!r}")
-
-
-@dataclass
-class Pipeline:
-    directory: Path
-    redis_server: RedisServer
-    cache_url: str
-    postgres: PostgresServer
-    database_url: str
-    web: GunicornServer
-    worker: CeleryProcess
-    beat: CeleryProcess
-    token: str = field(default_factory=lambda: make_token(sub="e2e-pipeline", ttl=3600))
-    _local: threading.local = field(default_factory=threading.local)
-    _sessions: list[requests.Session] = field(default_factory=list)
-
-    # HTTP
-
-    @property
-    def http(self) -> requests.Session:
-        """A keep-alive session per thread (sessions are not thread-safe)."""
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(bearer(self.token))
-            self._local.session = session
-            self._sessions.append(session)
-        return session
-
-    def close_sessions(self) -> None:
-        """Close every keep-alive connection: gunicorn's graceful stop waits for open ones."""
-        for session in self._sessions:
-            session.close()
-
-    def url(self, path: str) -> str:
-        return f"{self.web.base_url}{path}"
-
-    def store(self, namespace: str, keys: list[str]) -> None:
-        for start in range(0, len(keys), 1000):
-            entries = [{"key": key, "value": key, "ttl": 3600} for key in keys[start:][:1000]]
-            response = self.http.post(
-                self.url("/cache/batch-set"),
-                json={"entries": entries, "namespace": namespace},
-                timeout=TIMEOUT,
-            )
-            assert response.status_code == 200, response.text
-            assert response.json()["total_failed"] == 0
-
-    def get(self, namespace: str, key: str) -> int:
-        response = self.http.get(
-            self.url(f"/cache/{key}"), params={"namespace": namespace}, timeout=TIMEOUT
-        )
-        assert response.status_code in (200, 404), response.text
-        return response.status_code
-
-    def batch_get(self, namespace: str, keys: list[str]) -> list[str]:
-        response = self.http.post(
-            self.url("/cache/batch"), json={"keys": keys, "namespace": namespace}, timeout=TIMEOUT
-        )
-        assert response.status_code == 200, response.text
-        return [entry["key"] for entry in response.json()["entries"]]
-
-    def read_all(self, namespace: str, hits: Counter[str], misses: int) -> None:
-        """One GET per hit and per miss, in a shuffled order, from eight threads."""
-        reads = list(hits.elements()) + [f"absent-{n}" for n in range(misses)]
-        random.shuffle(reads)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses = Counter(pool.map(lambda key: self.get(namespace, key), reads))
-        assert statuses == Counter({200: hits.total(), 404: misses})
-
-    def statistics(self, **params: str) -> requests.Response:
-        return self.http.get(self.url("/cache/statistics"), params=params, timeout=TIMEOUT)
-
-    def reads_counted(self, namespace: str, **params: str) -> tuple[int, int] | None:
-        """(hits, misses) of the namespace; None while Postgres is unavailable (503)."""
-        response = self.statistics(namespace=namespace, **params)
-        if response.status_code == 503:
-            return None
-        assert response.status_code == 200, response.text
-        figures = response.json()["namespace_stats"][namespace]
-        return figures["hits"], figures["misses"]
-
-    def health(self) -> tuple[int, dict[str, Any]]:
-        response = public_get(self.url("/cache/health"))
-        return response.status_code, response.json()
-
-    # Postgres and Redis, read directly
-
-    def query(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.database_url, connect_timeout=5, autocommit=True) as conn:
-            return conn.execute(statement, params).fetchall()
-
-    def hit_counts(self, namespace: str) -> dict[str, int]:
-        rows = self.query(
-            "SELECT key, hit_count FROM cache_entries WHERE namespace = %s", namespace
-        )
-        return dict(rows)
-
-    def flushed(self, namespace: str, metric: str) -> int:
-        rows = self.query(
-            "SELECT coalesce(sum(metric_value), 0) FROM cache_metrics"
-            " WHERE namespace = %s AND metric_name = %s",
-            namespace,
-            metric,
-        )
-        return int(rows[0][0])
-
-    def redis(self) -> redis.Redis:
-        return raw_client(self.cache_url)
-
-    def batches_in_flight(self, client: redis.Redis, namespace: str) -> set[str]:
-        """Ids of the namespace's entry batches and the metrics batch, claimed, not finished."""
-        pointers = [b.flush_pointer for b in KeySpace(BUCKETS).all_buckets(namespace)]
-        values = client.mget([*pointers, MetricsKeys.inflight])
-        return {value.decode() for value in values if value}
-
-    def last_flush_ms(self, client: redis.Redis) -> int:
-        value = client.get(TaskKeys.last_run(FLUSH_TASK))
-        return int(value) if value else 0
-
-    def wait_for_flushes(self, count: int = 2) -> None:
-        """Until ``count`` more runs of the entry flush completed (so nothing more is coming)."""
-        client = self.redis()
-        try:
-            for _ in range(count):
-                before = self.last_flush_ms(client)
-                wait_until(
-                    lambda before=before: self.last_flush_ms(client) > before,
-                    what="a completed flush",
-                )
-        finally:
-            client.close()
-
-    def start_celery(self) -> None:
-        self.worker.start()
-        self.beat.start()
-
-
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, redis_topology: str) -> Iterator[Pipeline]:
-    directory = tmp_path_factory.mktemp("pipeline")
-    redis_server = RedisServer(directory).start()
-    cluster = RedisCluster(masters=3, replicas=0) if redis_topology == CLUSTER else None
-    postgres = PostgresServer()
-    started: list[Any] = []
-    try:
-        postgres.start()
-        database_url = postgres.url("cacheservice")
-        upgrade(database_url)
-        base = f"redis://127.0.0.1:{redis_server.port}"
-        cache_url = cluster.start().url if cluster else f"{base}/0"
-        env = celery_env(
-            redis_url=cache_url,
-            broker_url=f"{base}/1",
-            database_url=database_url,
-            schedule_file=directory / "beat-schedule",
-            flush_interval=FLUSH_INTERVAL,
-            probe_interval=1.0,
-            task_lock_seconds=TASK_LOCK_SECONDS,
-        )
-        # While Postgres is down, each attempt gives up after a second instead of two.
-        env["CACHE_DATABASE_TIMEOUT"] = "1"
-        web_env = {
-            **env,
-            "CACHE_WEB_WORKERS": "2",
-            "CACHE_AUTH_MODE": "jwt",
-            "CACHE_JWT_SECRET": TEST_JWT_SECRET,
-            "CACHE_RATE_LIMIT_CACHE": UNLIMITED,
-            "CACHE_RATE_LIMIT_BATCH": UNLIMITED,
-            "CACHE_RATE_LIMIT_STATISTICS": UNLIMITED,
-            "CACHE_RATE_LIMIT_HEALTH": UNLIMITED,
-        }
-        web = GunicornServer(web_env, directory / "gunicorn.log").start()
-        started.append(web)
-        worker = CeleryProcess("worker", env, directory / "worker.log")
-        beat = CeleryProcess("beat", env, directory / "beat.log")
-        started += [worker, beat]
-        stack = Pipeline(
-            directory, redis_server, cache_url, postgres, database_url, web, worker, beat
-        )
-        stack.start_celery()
-        try:
-            yield stack
-        finally:
-            stack.close_sessions()
-    finally:
-        for process in reversed(started):
-            process.stop()
-        redis_server.stop()
-        if cluster:
-            cluster.stop()
-        postgres.destroy()
+def pipeline(tmp_path_factory: pytest.TempPathFactory, redis_topology: str) -> Iterator[Stack]:
+    with start_stack(
+        tmp_path_factory.mktemp("pipeline"), cluster=redis_topology == CLUSTER
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture
-def client(pipeline: Pipeline) -> Iterator[redis.Redis]:
+def client(pipeline: Stack) -> Iterator[redis.Redis]:
     """A client of the pipeline's Redis (cache database), closed after the test."""
     found = pipeline.redis()
     yield found
@@ -277,7 +66,7 @@ def client(pipeline: Pipeline) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def logs_on_failure(pipeline: Pipeline) -> Iterator[Pipeline]:
+def logs_on_failure(pipeline: Stack) -> Iterator[Stack]:
     """The pipeline; the tails of its processes' logs are printed after the test.
 
     pytest shows a test's captured output only when it fails, which is when they matter.
@@ -290,7 +79,7 @@ def logs_on_failure(pipeline: Pipeline) -> Iterator[Pipeline]:
 
 
 def test_every_hit_and_miss_reaches_postgres_and_statistics_exactly(
-    logs_on_failure: Pipeline,
+    logs_on_failure: Stack,
 ) -> None:
     pipeline = logs_on_failure
     ns = "e2e-exact"
@@ -326,7 +115,7 @@ def test_every_hit_and_miss_reaches_postgres_and_statistics_exactly(
 
 
 def test_killing_the_worker_mid_flush_neither_loses_nor_doubles(
-    logs_on_failure: Pipeline, client: redis.Redis
+    logs_on_failure: Stack, client: redis.Redis
 ) -> None:
     """SIGKILL the worker's process group whenever a batch has just been claimed, restart it.
 
@@ -426,7 +215,7 @@ def failed_runs(log: str) -> int:
 
 
 def test_a_postgres_outage_delays_the_counts_and_loses_none(
-    logs_on_failure: Pipeline, client: redis.Redis
+    logs_on_failure: Stack, client: redis.Redis
 ) -> None:
     pipeline = logs_on_failure
     ns = "e2e-outage"
@@ -487,7 +276,7 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_statistics_windows_take_whole_minutes(logs_on_failure: Pipeline) -> None:
+def test_statistics_windows_take_whole_minutes(logs_on_failure: Stack) -> None:
     pipeline = logs_on_failure
     ns = "e2e-windows"
     # Every request of this test (well under a second of them) must fall in one minute: wait
@@ -523,7 +312,7 @@ def test_statistics_windows_take_whole_minutes(logs_on_failure: Pipeline) -> Non
     assert counted(minute - timedelta(days=2), minute - timedelta(days=1)) == (0, 0)
 
 
-def test_health_follows_the_workers(logs_on_failure: Pipeline, client: redis.Redis) -> None:
+def test_health_follows_the_workers(logs_on_failure: Stack, client: redis.Redis) -> None:
     pipeline = logs_on_failure
 
     def healthy() -> dict[str, Any] | None:
