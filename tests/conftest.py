@@ -7,7 +7,8 @@ never see each other's keys and a developer's data in database 0 is never touche
 
 With ``--redis-topology cluster`` the same tests run on Redis Cluster instead: each xdist
 worker starts two private three-master clusters (one for in-process tests, one for the e2e
-server) in place of the two database numbers (tests/support/topology.py).
+server) in place of the two database numbers (tests/support/topology.py). With
+``--redis-topology sentinel`` each uses a private master, replica and sentinel.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from cacheservice import create_app
 from cacheservice.migrations import upgrade
 from tests.support.auth import TEST_JWT_SECRET, authorized_client
 from tests.support.redis_cluster import RedisCluster
-from tests.support.topology import CLUSTER, SINGLE, TOPOLOGIES, raw_client
+from tests.support.redis_sentinel import RedisSentinel
+from tests.support.topology import SENTINEL, SINGLE, TOPOLOGIES, raw_client
 
 BASE_REDIS_URL = os.environ.get("CACHE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 BASE_DATABASE_URL = os.environ.get(
@@ -60,9 +62,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the cluster pass, skip tests whose Redis does not depend on the topology option
-    (they start their own servers, or use none): the single-node pass ran them already."""
-    if config.getoption("--redis-topology") != CLUSTER:
+    """On the cluster and sentinel passes, skip tests whose Redis does not depend on the
+    topology option (they start their own servers, or use none): the single pass ran them."""
+    if config.getoption("--redis-topology") == SINGLE:
         return
     skip = pytest.mark.skip(reason="independent of --redis-topology; runs on the single pass")
     for item in items:
@@ -82,9 +84,16 @@ def redis_topology(request: pytest.FixtureRequest) -> str:
 
 def _topology_url(topology: str, db: int) -> Iterator[str]:
     """A Redis URL of the topology: a database number on the machine's server, or a cluster
-    of this xdist worker's own, stopped at the end of the session."""
+    or a Sentinel-watched master of this xdist worker's own, stopped at the end of the session."""
     if topology == SINGLE:
         yield f"{BASE_REDIS_URL}/{db}"
+        return
+    if topology == SENTINEL:
+        watched = RedisSentinel(sentinels=1, quorum=1).start()
+        try:
+            yield f"{watched.url.rsplit('/', 1)[0]}/{db}"
+        finally:
+            watched.stop()
         return
     cluster = RedisCluster(masters=3, replicas=0).start()
     try:

@@ -35,11 +35,18 @@ JOIN_TIMEOUT = 120.0
 
 
 @pytest.fixture
-def race_app(redis_client: redis.Redis, redis_url: str) -> Flask:
+def race_app(redis_client: redis.Redis, redis_url: str, database_url: str) -> Flask:
     # Generous socket timeouts: on a loaded machine a timed-out write is a 503 whose effect is
-    # unknown, which would make the exact accounting below impossible.
+    # unknown, which would make the exact accounting below impossible. No rate limit: the
+    # invalidators loop for as long as the writers run, however slow the machine.
     return create_app(
-        app_settings(redis_url, redis_socket_timeout=10.0, redis_connect_timeout=10.0)
+        app_settings(
+            redis_url,
+            database_url=database_url,
+            redis_socket_timeout=10.0,
+            redis_connect_timeout=10.0,
+            rate_limit_cache="unlimited",
+        )
     )
 
 

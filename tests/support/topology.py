@@ -1,9 +1,11 @@
-"""The Redis topologies the integration and e2e suites run on: one server, or a Redis Cluster.
+"""The Redis topologies the integration and e2e suites run on: one server, a Redis Cluster, or
+a master found through Sentinel.
 
-The suites run once per topology (``pytest --redis-topology cluster``, CI runs both). On the
-cluster run, each xdist worker starts private three-master clusters (no replicas: failover has
-its own tests in ``test_cluster.py``) and the service connects with a ``redis+cluster://`` URL,
-exactly as a deployment would.
+The suites run once per topology (``pytest --redis-topology cluster``; CI runs single and
+cluster). On the cluster run, each xdist worker starts private three-master clusters (no
+replicas: failover has its own tests in ``test_cluster.py``); on the sentinel run, a private
+master, replica and sentinel. The service connects with a ``redis+cluster://`` or
+``redis+sentinel://`` URL, exactly as a deployment would.
 
 Tests inspect Redis through :func:`raw_client`. On a cluster, commands that look at the whole
 keyspace (``KEYS``, ``DBSIZE``, ``FLUSHDB``) reach one node by default in redis-py; the test
@@ -17,12 +19,14 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
 
-from cacheservice.store.connection import CLUSTER_SCHEME
+from cacheservice.store.connection import CLUSTER_SCHEME, SENTINEL_SCHEME
 
 SINGLE = "single"
 CLUSTER = "cluster"
-TOPOLOGIES = (SINGLE, CLUSTER)
+SENTINEL = "sentinel"
+TOPOLOGIES = (SINGLE, CLUSTER, SENTINEL)
 
 
 class WholeClusterClient(RedisCluster):
@@ -45,6 +49,12 @@ class WholeClusterClient(RedisCluster):
 def raw_client(url: str) -> redis.Redis:
     """A plain client for inspecting what the service stored at ``url`` (either topology)."""
     parts = urlsplit(url)
+    if parts.scheme == SENTINEL_SCHEME:
+        service, db = parts.path.strip("/").split("/")
+        addresses = [address.rpartition(":") for address in parts.netloc.split(",")]
+        sentinel = Sentinel([(host, int(port)) for host, _, port in addresses], socket_timeout=5)
+        master: redis.Redis = sentinel.master_for(service, db=int(db), socket_timeout=5)
+        return master
     if parts.scheme != CLUSTER_SCHEME:
         return redis.Redis.from_url(url)
     nodes: list[Any] = []
