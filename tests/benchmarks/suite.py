@@ -1265,13 +1265,14 @@ def invalidation_rows(bench: Bench, sizes: Sequence[int]) -> None:
         )
 
 
-def write_section(markdown: str) -> None:
+def write_section(markdown: str, section: str = SECTION) -> None:
+    """Replace the ``section`` (a ``## `` heading) of BENCHMARKS.md, or append it."""
     text = BENCHMARKS_MD.read_text()
-    start = text.find(SECTION + "\n")
+    start = text.find(section + "\n")
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + markdown.rstrip("\n") + "\n"
     else:
-        following = text.find("\n## ", start + len(SECTION))
+        following = text.find("\n## ", start + len(section))
         tail = text[following + 1 :] if following != -1 else ""
         text = text[:start] + markdown.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
     BENCHMARKS_MD.write_text(text)

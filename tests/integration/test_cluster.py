@@ -29,7 +29,7 @@ from tests.conftest import app_settings
 from tests.support.auth import authorized_client
 from tests.support.failover import assert_only_the_last_moments_lost, write_through_failover
 from tests.support.redis_cluster import RedisCluster
-from tests.support.roundtrips import CountingConnection, RoundTrips
+from tests.support.roundtrips import count_round_trips_per_node
 
 # Starts its own Redis, whatever --redis-topology says: run once, on the single-node pass.
 pytestmark = pytest.mark.topology_independent
@@ -139,26 +139,11 @@ def test_batch_of_500_spreads_over_masters_and_reads_back(
     assert len(holders) > 1
 
 
-def _count_per_node(app: Flask) -> dict[str, RoundTrips]:
-    """Make every node connection of the app's cluster client count its write bursts."""
-    cluster_client: Any = app.extensions[EXTENSION_NAME].redis
-    counts: dict[str, RoundTrips] = {}
-    for node in cluster_client.get_nodes():
-        trips = RoundTrips()
-        counts[node.name] = trips
-        counting = type("CountingConnection", (CountingConnection,), {"round_trips": trips})
-        pool = cluster_client.get_redis_connection(node).connection_pool
-        pool.disconnect()
-        pool.connection_class = counting
-        pool.reset()
-    return counts
-
-
 def test_batch_is_one_pipeline_per_master_involved(app: Flask, http: FlaskClient, raw: Any) -> None:
     keys = [f"item:{n}" for n in range(500)]
     batch_set(http, keys)
     involved = masters_of(app, raw, keys)
-    counts = _count_per_node(app)
+    counts = count_round_trips_per_node(app)
 
     for request in (
         lambda: http.post("/cache/batch", json={"namespace": NS, "keys": keys}),

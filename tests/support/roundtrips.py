@@ -100,3 +100,19 @@ def count_round_trips(app: Flask) -> RoundTrips:
     pool.connection_class = counting
     pool.reset()
     return round_trips
+
+
+def count_round_trips_per_node(app: Flask) -> dict[str, RoundTrips]:
+    """Make every node connection of the app's cluster client count its round trips, by node
+    name (``host:port``)."""
+    cluster_client: Any = app.extensions["cacheservice"].redis
+    counts: dict[str, RoundTrips] = {}
+    for node in cluster_client.get_nodes():
+        trips = RoundTrips()
+        counts[node.name] = trips
+        counting = type("CountingConnection", (CountingConnection,), {"round_trips": trips})
+        pool = cluster_client.get_redis_connection(node).connection_pool
+        pool.disconnect()
+        pool.connection_class = counting
+        pool.reset()
+    return counts
