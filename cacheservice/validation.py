@@ -16,6 +16,12 @@ MAX_TTL_SECONDS = 2**31 - 1
 
 NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# The characters a key may not contain, spelled out so the OpenAPI document states the same
+# rule to every regex dialect: control characters (C0, DEL, C1) and everything Python's
+# ``str.isspace`` calls whitespace. (``\s`` would differ between dialects: ECMA-262 counts
+# U+FEFF, Python does not.) ``key_issue`` is the authority; a unit test keeps the two equal.
+KEY_FORBIDDEN_CHARACTERS = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+KEY_PATTERN = f"^[^{KEY_FORBIDDEN_CHARACTERS}]+$"
 
 
 def key_issue(key: str) -> str | None:
@@ -78,6 +84,32 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+def json_text_issue(value: Any) -> str | None:
+    """Why a JSON value cannot be stored as Postgres ``jsonb`` text, or ``None`` when it can.
+
+    Postgres refuses the NUL character (``\\u0000``) in ``jsonb`` strings and keys, and UTF-8
+    has no lone surrogates; both are valid in JSON text, so they get a 400 here instead of a
+    500 from the database. Iterative for the same reason as ``json_depth_exceeds``.
+    """
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            if "\x00" in node:
+                return "strings may not contain the NUL character (\\u0000)"
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "strings must be valid Unicode (no lone UTF-16 surrogates)"
+    return None
 
 
 def check_json_depth(value: Any, limit: int) -> None:

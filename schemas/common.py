@@ -8,11 +8,24 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from cacheservice.validation import (
     DEFAULT_NAMESPACE,
+    KEY_PATTERN,
+    MAX_KEY_BYTES,
     MAX_TAGS,
     MAX_TTL_SECONDS,
     NAMESPACE_RE,
     TAG_RE,
+    json_text_issue,
 )
+
+# How the OpenAPI document describes a key. The service checks keys itself (``key_issue``,
+# answering ``invalid_key``), so these are documentation only; the byte limit cannot be said
+# in JSON Schema, whose lengths count characters: 250 characters is the loosest bound.
+KEY_DOC: dict[str, Any] = {
+    "minLength": 1,
+    "maxLength": MAX_KEY_BYTES,
+    "pattern": KEY_PATTERN,
+    "description": f"1-{MAX_KEY_BYTES} bytes of UTF-8, no whitespace or control characters.",
+}
 
 
 class StrictInteger(fields.Integer):
@@ -79,6 +92,28 @@ def exclusive(data: dict[str, Any], *names: str) -> None:
     given = [name for name in names if data.get(name) is not None]
     if len(given) > 1:
         raise ValidationError(f"Give at most one of {', '.join(names)}.", given[-1])
+
+
+def path_parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """The documentation of a path parameter, replacing the bare string flask-smorest infers."""
+    return {
+        "in": "path",
+        "name": name,
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def storable_json(value: Any) -> None:
+    """A JSON value Postgres ``jsonb`` can hold (no NUL characters, no lone surrogates)."""
+    issue = json_text_issue(value)
+    if issue is not None:
+        raise ValidationError(f"Not storable: {issue}.")
+
+
+def storable_json_object(**kwargs: Any) -> fields.Dict:
+    return fields.Dict(validate=storable_json, **kwargs)
 
 
 class ErrorSchema(Schema):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from cacheservice.validation import MAX_TTL_SECONDS
-from schemas.common import StrictInteger
+from schemas.common import StrictInteger, storable_json_object
 
 DEFAULT_SESSION_TTL = 1800
 
@@ -22,12 +22,20 @@ def session_ttl(**kwargs: Any) -> StrictInteger:
 
 class CreateSessionSchema(Schema):
     user_id = fields.UUID(required=True)
-    data = fields.Dict(required=True, metadata={"description": "Any JSON object."})
+    data = storable_json_object(
+        required=True,
+        metadata={"description": "Any JSON object (strings without NUL characters)."},
+    )
     ttl = session_ttl(load_default=DEFAULT_SESSION_TTL)
 
 
 class UpdateSessionSchema(Schema):
-    data = fields.Dict(metadata={"description": "Merged into the session's data (top level)."})
+    # Read by ``cacheservice.api.openapi.SchemaExtrasPlugin``: "data, ttl or both".
+    OPENAPI_EXTRAS: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
+    data = storable_json_object(
+        metadata={"description": "Merged into the session's data (top level)."}
+    )
     ttl = session_ttl()
 
     @validates_schema

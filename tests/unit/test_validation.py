@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Any
 
 import pytest
 
 from cacheservice.errors import InvalidKey, InvalidRequest
 from cacheservice.validation import (
+    KEY_PATTERN,
     MAX_KEY_BYTES,
     check_json_depth,
     check_key,
     json_depth_exceeds,
+    json_text_issue,
     key_issue,
     namespace_issue,
     tag_issue,
@@ -157,3 +161,38 @@ def test_check_json_depth_raises_invalid_request() -> None:
         check_json_depth(nested_lists(65), 64)
     assert caught.value.status == 400
     assert "64" in caught.value.details["issue"]
+
+
+def test_documented_key_pattern_agrees_with_key_issue_on_every_character() -> None:
+    # The OpenAPI document states KEY_PATTERN; schema-driven clients (and schemathesis) trust
+    # it, so it must refuse exactly the characters the service refuses. Surrogates cannot
+    # arrive: they are not UTF-8.
+    pattern = re.compile(KEY_PATTERN)
+    disagreements = [
+        hex(code)
+        for code in range(sys.maxunicode + 1)
+        if not 0xD800 <= code < 0xE000
+        and (pattern.fullmatch(chr(code)) is None) != (key_issue(chr(code)) is not None)
+    ]
+    assert disagreements == []
+
+
+@pytest.mark.parametrize(
+    ("value", "issue"),
+    [
+        ({"a": "x\x00y"}, "NUL"),
+        ({"x\x00": 1}, "NUL"),
+        ([[["\x00"]]], "NUL"),
+        ({"a": "\ud800"}, "surrogates"),
+        ({"\udfff": 1}, "surrogates"),
+    ],
+)
+def test_json_text_issue_names_what_postgres_cannot_store(value: Any, issue: str) -> None:
+    found = json_text_issue(value)
+    assert found is not None
+    assert issue in found
+
+
+@pytest.mark.parametrize("value", [{}, {"a": ["é", 2**70, None, 1.5, {"b": "\U0001f600"}]}])
+def test_json_text_issue_accepts_storable_json(value: Any) -> None:
+    assert json_text_issue(value) is None
