@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from schemas.common import ErrorSchema, StrictBoolean, namespace_field
+from schemas.common import KEY_DOC, ErrorSchema, StrictBoolean, namespace_field
 from schemas.entries import EntryFieldsSchema, EntrySchema
 
 MAX_BATCH = 1000
@@ -37,6 +37,10 @@ class ItemsFailingAlone(fields.List[Any]):
     ) -> list[Any]:
         if not isinstance(value, list):
             raise self.make_error("invalid")
+        # The length first: validating 1001 items only to refuse the list took ~40 ms.
+        for validator in self.validators:
+            if isinstance(validator, validate.Length):
+                validator(value)
         items: list[Any] = []
         for raw in value:
             try:
@@ -48,7 +52,7 @@ class ItemsFailingAlone(fields.List[Any]):
 
 class BatchGetBodySchema(Schema):
     keys = fields.List(
-        fields.String(),
+        fields.String(metadata=KEY_DOC),
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH),
         metadata={"description": "1-1000 keys; duplicates are collapsed."},

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from webargs.fields import DelimitedList
 
 from cacheservice.validation import MAX_TAGS, MAX_TTL_SECONDS, TAG_RE
 from schemas.common import (
+    KEY_DOC,
     FullMatch,
     NamespaceQuerySchema,
     StrictBoolean,
@@ -41,12 +42,15 @@ class GetEntryQuerySchema(NamespaceQuerySchema):
 class EntryFieldsSchema(Schema):
     """The fields of one entry to write, shared by ``POST /cache`` and batch-set items."""
 
+    # Read by ``cacheservice.api.openapi.SchemaExtrasPlugin``: an integer ``ttl`` and
+    # ``expires_at`` exclude each other (``ttl: null`` beside ``expires_at`` is accepted).
+    OPENAPI_EXTRAS: ClassVar[dict[str, Any]] = {
+        "not": {"required": ["ttl", "expires_at"], "properties": {"ttl": {"type": "integer"}}}
+    }
+
     key = fields.String(
         required=True,
-        metadata={
-            "description": "1-250 bytes of UTF-8, no whitespace or control characters.",
-            "example": "user:550e8400-e29b-41d4-a716-446655440000",
-        },
+        metadata={**KEY_DOC, "example": "user:550e8400-e29b-41d4-a716-446655440000"},
     )
     value = fields.Raw(
         required=True,
@@ -96,6 +100,8 @@ class EntrySchema(Schema):
     size_bytes = fields.Integer()
     stored_bytes = fields.Integer()
     compression = fields.String()
+    sliding = fields.Boolean(metadata={"description": "Reads extend the expiry by `ttl`."})
+    length = fields.Integer(metadata={"description": "Elements of a list or set entry."})
 
 
 class SetEntryResultSchema(Schema):
@@ -145,6 +151,9 @@ def _elements(description: str) -> fields.List[Any]:
 
 class PatchEntryBodySchema(Schema):
     """Exactly one change."""
+
+    # Read by ``cacheservice.api.openapi.SchemaExtrasPlugin``: "exactly one" in JSON Schema.
+    OPENAPI_EXTRAS: ClassVar[dict[str, Any]] = {"minProperties": 1, "maxProperties": 1}
 
     ttl = ttl_field()
     expires_at = fields.AwareDateTime(format="iso")

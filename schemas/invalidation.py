@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from marshmallow import Schema, fields, validate
 
 from schemas.batch import MAX_BATCH
-from schemas.common import namespace_field, tag_list_field
+from schemas.common import KEY_DOC, namespace_field, tag_list_field
 
 MAX_LISTED_KEYS = 1000
 
 
 class InvalidateBodySchema(Schema):
+    # Read by ``cacheservice.api.openapi.SchemaExtrasPlugin``: ``match`` needs ``tags``.
+    OPENAPI_EXTRAS: ClassVar[dict[str, Any]] = {
+        "anyOf": [{"not": {"required": ["match"]}}, {"required": ["tags"]}]
+    }
+
     namespace = namespace_field()
     tags = tag_list_field(min_items=1)
     match = fields.String(
@@ -24,7 +31,9 @@ class InvalidateBodySchema(Schema):
             "example": "user:*",
         },
     )
-    keys = fields.List(fields.String(), validate=validate.Length(min=1, max=MAX_BATCH))
+    keys = fields.List(
+        fields.String(metadata=KEY_DOC), validate=validate.Length(min=1, max=MAX_BATCH)
+    )
 
 
 class InvalidateResultSchema(Schema):

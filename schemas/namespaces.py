@@ -14,9 +14,13 @@ MAX_VALUE_BYTES_LIMIT = 512 * 1024 * 1024
 class CompressionSchema(Schema):
     algorithm = fields.String(validate=validate.OneOf(ALGORITHMS))
     level = StrictInteger(
-        allow_none=True, metadata={"description": "gzip 1-9, lz4 0-16, zstd 1-22"}
+        allow_none=True,
+        validate=validate.Range(min=-(2**31), max=2**31 - 1),
+        metadata={"description": "gzip 1-9, lz4 0-16, zstd 1-22"},
     )
-    min_bytes = StrictInteger(validate=validate.Range(min=0))
+    # Bounded like max_value_bytes: a larger threshold means the same ("never compress"), and
+    # an unbounded integer overflowed on its way into Postgres (a 500 found by schemathesis).
+    min_bytes = StrictInteger(validate=validate.Range(min=0, max=MAX_VALUE_BYTES_LIMIT))
     dictionary = StrictBoolean(metadata={"description": "Use the trained zstd dictionary."})
 
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
+from cacheservice.timefmt import EPOCH
 from cacheservice.validation import NAMESPACE_RE
 from schemas.common import FullMatch
 
@@ -16,10 +24,12 @@ class StatisticsQuerySchema(Schema):
         metadata={"description": "Only this namespace; every namespace when omitted."},
     )
     date_from = fields.AwareDateTime(
-        format="iso", metadata={"description": "Window start (default: 24 hours before its end)."}
+        format="iso",
+        metadata={"description": "Window start (default: 24 hours before its end)."},
     )
     date_to = fields.AwareDateTime(
-        format="iso", metadata={"description": "Window end (default: now)."}
+        format="iso",
+        metadata={"description": "Window end (default: now)."},
     )
     top = fields.Integer(load_default=10, validate=validate.Range(min=0, max=1000))
 
@@ -28,6 +38,16 @@ class StatisticsQuerySchema(Schema):
         start, end = data.get("date_from"), data.get("date_to")
         if start is not None and end is not None and start > end:
             raise ValidationError("date_from must not be after date_to.", "date_from")
+
+    @post_load
+    def _from_the_epoch(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        # Nothing was counted before 1970, and the window is written back in RFC 3339, which
+        # needs four-digit years ("0171-..." came back as "171-..."): earlier dates read as
+        # the epoch, which leaves every count the same.
+        for name in ("date_from", "date_to"):
+            if data.get(name) is not None and data[name] < EPOCH:
+                data[name] = EPOCH
+        return data
 
 
 class OverviewSchema(Schema):

@@ -17,7 +17,13 @@ from cacheservice.api import (
 from cacheservice.api.access import init_access
 from cacheservice.api.errors import Api, register_error_handlers
 from cacheservice.api.observability import init_observability
-from cacheservice.api.openapi import BEARER_JWT, SECURITY_SCHEME, AccessDocsPlugin
+from cacheservice.api.openapi import (
+    BEARER_JWT,
+    SECURITY_SCHEME,
+    AccessDocsPlugin,
+    SchemaExtrasPlugin,
+    items_failing_alone_doc,
+)
 
 OPENAPI_SETTINGS = {
     "API_TITLE": "Cache Service",
@@ -33,8 +39,9 @@ OPENAPI_SETTINGS = {
 def init_api(app: Flask) -> Api:
     for name, value in OPENAPI_SETTINGS.items():
         app.config.setdefault(name, value)
-    api = Api(app, spec_kwargs={"extra_plugins": [AccessDocsPlugin()]})
+    api = Api(app, spec_kwargs={"extra_plugins": [AccessDocsPlugin(), SchemaExtrasPlugin()]})
     api.spec.components.security_scheme(SECURITY_SCHEME, BEARER_JWT)
+    api.ma_plugin.converter.add_attribute_function(items_failing_alone_doc)
     # Static routes (/cache/batch ...) are matched before the /cache/<path:key> converter.
     blueprints = (
         batch.blp,

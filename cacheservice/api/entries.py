@@ -14,7 +14,7 @@ from cacheservice.cache import EntryChange, EntryWrite, Written
 from cacheservice.errors import InvalidRequest
 from cacheservice.services import cache
 from cacheservice.timefmt import format_ms
-from schemas.common import ErrorSchema, NamespaceQuerySchema
+from schemas.common import KEY_DOC, ErrorSchema, NamespaceQuerySchema, path_parameter
 from schemas.entries import (
     PATCH_OPERATIONS,
     DeleteEntryResultSchema,
@@ -100,7 +100,14 @@ class Entries(MethodView):
         return written_response(namespace, written)
 
 
-@blp.route("/<path:key>")
+KEY_PARAMETER = path_parameter(
+    "key",
+    {"type": "string", **{key: value for key, value in KEY_DOC.items() if key != "description"}},
+    f"{KEY_DOC['description']} URL-encoded (`a%2Fb` for `a/b`).",
+)
+
+
+@blp.route("/<path:key>", parameters=[KEY_PARAMETER])
 class Entry(MethodView):
     @blp.arguments(GetEntryQuerySchema(), location="query")
     @blp.response(200, EntrySchema, description="The entry; metadata with `include_metadata`.")

@@ -14,8 +14,8 @@ from cacheservice.errors import InvalidRequest, NotFound
 from cacheservice.namespaces.config import NamespaceConfig
 from cacheservice.namespaces.registry import StoredConfig
 from cacheservice.services import services
-from cacheservice.validation import namespace_issue
-from schemas.common import ErrorSchema
+from cacheservice.validation import NAMESPACE_RE, namespace_issue
+from schemas.common import ErrorSchema, path_parameter
 from schemas.namespaces import (
     DictionarySchema,
     NamespaceConfigSchema,
@@ -69,7 +69,12 @@ class Namespaces(MethodView):
         )
 
 
-@blp.route("/<string:namespace>")
+NAMESPACE_PARAMETER = path_parameter(
+    "namespace", {"type": "string", "pattern": NAMESPACE_RE.pattern}, "The namespace."
+)
+
+
+@blp.route("/<string:namespace>", parameters=[NAMESPACE_PARAMETER])
 class Namespace(MethodView):
     @blp.response(200, NamespaceSchema)
     def get(self, namespace: str) -> Response:
@@ -118,7 +123,7 @@ class Namespace(MethodView):
         return json_response({"namespace": namespace, "deleted": True})
 
 
-@blp.route("/<string:namespace>/dictionary")
+@blp.route("/<string:namespace>/dictionary", parameters=[NAMESPACE_PARAMETER])
 class NamespaceDictionary(MethodView):
     @blp.response(201, DictionarySchema)
     @blp.alt_response(400, schema=ErrorSchema, description="Too few values to train on.")

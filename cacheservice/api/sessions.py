@@ -15,7 +15,7 @@ from cacheservice.errors import InvalidRequest
 from cacheservice.services import services
 from cacheservice.sessions import Session
 from cacheservice.timefmt import format_ms, now_ms
-from schemas.common import ErrorSchema
+from schemas.common import ErrorSchema, path_parameter
 from schemas.sessions import (
     CreateSessionSchema,
     ReadSessionQuerySchema,
@@ -101,7 +101,12 @@ class SessionView(MethodView):
         )
 
 
-@users_blp.route("/<string:user_id>/sessions")
+USER_PARAMETER = path_parameter(
+    "user_id", {"type": "string", "format": "uuid"}, "The user (a UUID)."
+)
+
+
+@users_blp.route("/<string:user_id>/sessions", parameters=[USER_PARAMETER])
 class UserSessionsView(MethodView):
     @users_blp.response(200, UserSessionsSchema)
     def get(self, user_id: str) -> Response:

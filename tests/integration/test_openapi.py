@@ -181,6 +181,10 @@ def test_response_schemas_carry_the_contract_fields(spec: dict[str, Any]) -> Non
         "size_bytes",
         "stored_bytes",
         "compression",
+        # Beyond the contract's list, and sent with include_metadata (schemathesis found the
+        # document missing them): whether reads slide the expiry, a list's or set's length.
+        "sliding",
+        "length",
     }
     assert set(schemas["Error"]["required"]) == {"error", "message", "details"}
     assert {"invalidated_keys", "total_invalidated", "truncated", "invalidated_at"} <= set(
