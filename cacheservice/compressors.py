@@ -25,6 +25,10 @@ MAX_DICTIONARY_ID = 0xFFFF
 MIN_TRAINING_SAMPLES = 8
 MIN_TRAINING_BYTES = 1024
 MIN_DICTIONARY_BYTES = 256
+# No stored value decompresses to more: values are refused above CACHE_MAX_VALUE_BYTES (1 MiB
+# by default) when written. The bound keeps a damaged or forged frame in Redis, which may claim
+# any size in its header, from making a worker allocate gigabytes.
+DEFAULT_DECOMPRESSION_LIMIT = 64 * 1024 * 1024
 
 
 class DecompressionError(ValueError):
@@ -146,20 +150,58 @@ def compress(payload: bytes, compression: Compression) -> tuple[bytes, str, int]
     return compressed, applied, dictionary_id
 
 
-def decompress(body: bytes, applied: str, dictionary: bytes | None = None) -> bytes:
-    """Undo ``compress``; ``dictionary`` is needed for ``zstd+dict``."""
+def _gunzip(body: bytes, limit: int) -> bytes:
+    stream = zlib.decompressobj()
+    plain = stream.decompress(body, limit + 1)
+    if len(plain) > limit or stream.unconsumed_tail:
+        raise DecompressionError(f"gzip body decompresses to more than {limit} bytes")
+    if not stream.eof:
+        raise DecompressionError("gzip body does not decompress: truncated stream")
+    return plain
+
+
+def _lz4_decompress(body: bytes, limit: int) -> bytes:
+    stream = lz4.frame.LZ4FrameDecompressor()
+    plain: bytes = stream.decompress(body, max_length=limit + 1)
+    if len(plain) > limit:
+        raise DecompressionError(f"lz4 body decompresses to more than {limit} bytes")
+    if not stream.eof:
+        raise DecompressionError("lz4 body does not decompress: truncated frame")
+    return plain
+
+
+def _zstd_decompress(body: bytes, dictionary: bytes | None, limit: int) -> bytes:
+    # zstd allocates the size the frame header states up front: check it before trusting it.
+    # This service always writes the size (write_content_size), and with it zstd also refuses
+    # a truncated frame; a frame without one was not written here.
+    claimed = zstandard.frame_content_size(body)
+    if claimed < 0:
+        raise DecompressionError("zstd body does not state its size")
+    if claimed > limit:
+        raise DecompressionError(f"zstd body claims {claimed} bytes, more than {limit}")
+    plain: bytes = _zstd_decompressor(dictionary).decompress(body)
+    return plain
+
+
+def decompress(
+    body: bytes,
+    applied: str,
+    dictionary: bytes | None = None,
+    limit: int = DEFAULT_DECOMPRESSION_LIMIT,
+) -> bytes:
+    """Undo ``compress``; ``dictionary`` is needed for ``zstd+dict``. Raises
+    ``DecompressionError`` for a damaged body and for one that would exceed ``limit`` bytes."""
     try:
         if applied == "none":
             return body
         if applied == "gzip":
-            return zlib.decompress(body)
+            return _gunzip(body, limit)
         if applied == "lz4":
-            plain: bytes = lz4.frame.decompress(body)
-            return plain
+            return _lz4_decompress(body, limit)
         if applied == "zstd":
-            return _zstd_decompressor(None).decompress(body)
+            return _zstd_decompress(body, None, limit)
         if applied == "zstd+dict" and dictionary:
-            return _zstd_decompressor(dictionary).decompress(body)
+            return _zstd_decompress(body, dictionary, limit)
     except (zlib.error, zstandard.ZstdError, RuntimeError) as error:
         # lz4 reports a damaged frame as RuntimeError.
         raise DecompressionError(f"{applied} body does not decompress: {error}") from None
