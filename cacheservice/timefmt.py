@@ -13,7 +13,9 @@ def now_ms() -> int:
 def format_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+    moment = time.gmtime(ms // 1000)
+    # Not strftime's %Y: glibc writes the year 171 as "171", which is no RFC 3339 date.
+    return f"{moment.tm_year:04d}" + time.strftime("-%m-%dT%H:%M:%SZ", moment)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
