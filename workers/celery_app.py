@@ -14,6 +14,11 @@ app.conf.update(
     # simply run again: acknowledge after running, and requeue when the worker is lost.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
+    # When the broker connection drops (Redis restarted), a running task could not be
+    # acknowledged anyway: cancel it so it is redelivered, as Celery 6 will by default. The
+    # tasks are idempotent, and choosing it here also silences the warning Celery otherwise
+    # logs at every broker reconnection.
+    worker_cancel_long_running_tasks_on_connection_loss=True,
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
     # A hung task is killed well before the broker would hand its message to another worker.
