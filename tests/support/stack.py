@@ -210,6 +210,14 @@ class Stack:
         finally:
             client.close()
 
+    def web_worker_pids(self) -> set[int]:
+        """The gunicorn workers' pids: a crashed and replaced worker changes them."""
+        assert self.web.process is not None
+        pid = self.web.process.pid
+        return {
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        }
+
     def start_celery(self) -> None:
         self.worker.start()
         self.beat.start()
