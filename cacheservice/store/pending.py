@@ -9,6 +9,7 @@ Redis.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ READ_CHUNK = 1000
 # Long enough for any statistics request that took its Postgres snapshot before a batch was
 # applied to still find the batch in Redis.
 DONE_BATCH_KEEP_MS = 60_000
+# A push marker whose reply arrived guards against nothing more than a duplicate still in
+# flight; a minute is ample.
+ANSWERED_MARKER_SECONDS = 60
 METADATA_FIELDS = ("ca", "ua", "ex", "ttl", "tg", "sz")
 
 
@@ -66,6 +70,9 @@ class PendingStore:
         self.client = client
         self.scripts = Scripts(client)
         self.keyspace = keyspace
+        # Markers of metric pushes whose reply arrived: never retried, so kept only briefly.
+        self._answered_markers: list[str] = []
+        self._answered_lock = threading.Lock()
 
     # Entry statistics
 
@@ -137,17 +144,37 @@ class PendingStore:
     def push_metrics(
         self, push_id: str, namespaces: Iterable[str], deltas: dict[str, float], ttl: int = 3600
     ) -> bool:
-        """Add metric deltas exactly once per ``push_id`` (safe to retry after a timeout)."""
+        """Add metric deltas exactly once per ``push_id`` (safe to retry after a timeout).
+
+        The marker that makes a retry a no-op lives ``ttl`` seconds while the push may still be
+        retried, that is until its reply has arrived. The markers of pushes answered since the
+        last call are cut to ``ANSWERED_MARKER_SECONDS`` in the same script call, so a web
+        process pushing every second keeps about a minute of markers in Redis rather than an
+        hour of them.
+        """
+        marker = MetricsKeys.push_marker(push_id)
+        with self._answered_lock:
+            answered, self._answered_markers = self._answered_markers, []
+        shortened = [key for key in answered if key != marker]
         names = sorted(set(namespaces))
-        args: list[str | int | float] = [ttl, len(names), *names]
+        args: list[str | int | float] = [ttl, ANSWERED_MARKER_SECONDS, len(names), *names]
         for name, delta in deltas.items():
             args.extend((name, repr(delta) if isinstance(delta, float) else delta))
         call = ScriptCall(
             Scripts.push_metrics,
-            [MetricsKeys.pending, MetricsKeys.push_marker(push_id), MetricsKeys.namespaces],
+            [MetricsKeys.pending, marker, MetricsKeys.namespaces, *shortened],
             args,
         )
-        return bool(self.scripts.run(call))
+        try:
+            applied = bool(self.scripts.run(call))
+        except BaseException:
+            # Not known to have run: those markers are cut by a later call instead.
+            with self._answered_lock:
+                self._answered_markers[:0] = answered
+            raise
+        with self._answered_lock:
+            self._answered_markers.append(marker)
+        return applied
 
     def namespaces(self) -> list[str]:
         return sorted(_text(member) for member in self.client.smembers(MetricsKeys.namespaces))
