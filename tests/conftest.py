@@ -62,8 +62,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the cluster and sentinel passes, skip tests whose Redis does not depend on the
-    topology option (they start their own servers, or use none): the single pass ran them."""
+    """On the cluster and sentinel passes, skip tests whose subject does not depend on the
+    topology option (they start their own servers, use no Redis, or check input refused
+    before any Redis call): the single pass ran them."""
     if config.getoption("--redis-topology") == SINGLE:
         return
     skip = pytest.mark.skip(reason="independent of --redis-topology; runs on the single pass")

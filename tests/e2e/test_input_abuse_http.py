@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+# Refused by the HTTP layer before any Redis call: run once, whatever the topology.
+pytestmark = [pytest.mark.e2e, pytest.mark.topology_independent]
 
 LIMIT_SECONDS = 0.050
 ATTEMPTS = 3

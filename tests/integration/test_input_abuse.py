@@ -25,6 +25,10 @@ from werkzeug.test import TestResponse
 from tests.conftest import AppFactory
 from tests.support.auth import authorized_client
 
+# Input handling, the same code on every topology (invalidation itself runs on the cluster
+# pass in test_invalidate_api.py): run once.
+pytestmark = pytest.mark.topology_independent
+
 LIMIT_SECONDS = 0.050
 ATTEMPTS = 3
 MIB = 1024 * 1024
