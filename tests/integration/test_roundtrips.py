@@ -34,9 +34,9 @@ NS = "rt"
 
 
 @pytest.fixture
-def counted_app(raw: redis.Redis, private_redis: RedisServer) -> Flask:
+def counted_app(raw: redis.Redis, private_redis: RedisServer, database_url: str) -> Flask:
     # Authentication and rate limiting are on, as in production.
-    app = create_app(app_settings(private_redis.url))
+    app = create_app(app_settings(private_redis.url, database_url=database_url))
     # The once-a-second metrics push is background traffic, not the request's: keep it out of
     # the counted windows.
     app.extensions["cacheservice"].metrics.interval = 3600.0
@@ -263,3 +263,61 @@ def test_pipelined_writes_after_script_flush_run_once(http: FlaskClient, raw: re
     assert [entry["key"] for entry in entries] == keys
     # A batch retried after NOSCRIPT must not count its hits twice.
     assert {entry["hit_count"] for entry in entries} == {1}
+
+
+# The read budget: a batch of large values is read in several short script calls.
+
+
+def keys_in_one_bucket(app: Flask, count: int) -> list[str]:
+    keyspace = KeySpace(app.extensions["cacheservice"].settings.namespace_buckets)
+    first = keyspace.bucket(NS, "big:0")
+    candidates = (f"big:{n}" for n in range(100_000))
+    return [key for key in candidates if keyspace.bucket(NS, key) == first][:count]
+
+
+def test_a_batch_past_the_read_budget_reads_the_rest_in_more_calls(
+    counted_app: Flask, http: FlaskClient, raw: redis.Redis, round_trips: RoundTrips
+) -> None:
+    keys = [f"item:{n}" for n in range(40)]
+    assert http.post("/cache/batch-set", json=batch_set_body(keys)).status_code == 200
+    # One entry per call and bucket: every bucket needs as many calls as it has keys.
+    counted_app.extensions["cacheservice"].cache.entries.read_budget = 1
+    keyspace = KeySpace(counted_app.extensions["cacheservice"].settings.namespace_buckets)
+    per_bucket = Counter(keyspace.bucket(NS, key) for key in keys)
+    round_trips.reset()
+
+    response = http.post("/cache/batch", json={"namespace": NS, "keys": keys})
+
+    body = response.get_json()
+    assert body["total_found"] == 40
+    assert {entry["key"]: entry["value"] for entry in body["entries"]} == {
+        key: {"n": n} for n, key in enumerate(keys)
+    }
+    # The limit check, then pipelines that shrink as buckets run out of unread keys.
+    assert round_trips.count == 1 + max(per_bucket.values()), round_trips
+    pipelines = [len(burst) for burst in round_trips.bursts[1:]]
+    assert pipelines == [
+        sum(1 for count in per_bucket.values() if count > n) for n in range(len(pipelines))
+    ]
+    # Every entry was read, and its hit counted, exactly once.
+    for key in keys:
+        assert raw.hget(keyspace.bucket(NS, key).entry(key), "hc") == b"1"
+
+
+def test_megabyte_values_in_one_bucket_take_a_call_per_four_mebibytes(
+    counted_app: Flask, http: FlaskClient, round_trips: RoundTrips
+) -> None:
+    keys = keys_in_one_bucket(counted_app, 6)
+    values = {key: key[-1] * 900_000 for key in keys}  # 5.4 MB in all, 4 MiB budget.
+    for key, value in values.items():
+        response = http.post("/cache", json={"key": key, "value": value, "namespace": NS})
+        assert response.status_code == 201
+    round_trips.reset()
+
+    response = http.post("/cache/batch", json={"namespace": NS, "keys": keys})
+
+    found = response.get_json()["entries"]
+    assert {entry["key"]: entry["value"] for entry in found} == values
+    # 4.5 MB come in the first call (the fifth value crosses 4 MiB), the sixth in a second.
+    assert round_trips.count == 3, round_trips
+    assert [len(burst) for burst in round_trips.bursts] == [1, 1, 1]

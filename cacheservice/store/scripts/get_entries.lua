@@ -8,22 +8,36 @@
 -- ARGV[2]     "1" when the namespace refreshes TTLs on access (sliding expiry), else "0"
 -- ARGV[3]     bucket prefix
 -- ARGV[4]     "1" to return every field, "0" for just what the value needs (v, ty, cp, et)
--- ARGV[5..]   the cache keys of KEYS[3..n], in the same order
+-- ARGV[5]     byte budget: once the values read reach it, the remaining entries are left
+--             unread (and uncounted) for another call, so one call never copies hundreds of
+--             megabytes while Redis serves nobody else; the first entry is always read
+-- ARGV[6..]   the cache keys of KEYS[3..n], in the same order
 --
--- Returns one element per entry: false for a miss, else the values of the fields below in
--- this order (all of them, or the first four), with hc, la and ex including this read; a list
--- or set entry gets its elements as one more element.
+-- Returns one element per entry read, in order: false for a miss, else the values of the
+-- fields below in this order (all of them, or the first four), with hc, la and ex including
+-- this read; a list or set entry gets its elements as one more element. Fewer elements than
+-- entries means the budget was reached: the caller asks again for the rest.
 local FIELDS = {'v', 'ty', 'cp', 'et', 'ca', 'ua', 'ex', 'ttl', 'tg', 'hc', 'la', 'sz', 'sl'}
 local EX, TTL, TG, HC, LA, SL = 7, 8, 9, 10, 11, 13
 local now, sliding_namespace, prefix, full = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local budget = tonumber(ARGV[5])
+local bytes = 0
 local result = {}
 for i = 3, #KEYS do
+  if bytes >= budget then
+    break
+  end
   local entry = KEYS[i]
   local values = redis.call('HMGET', entry, unpack(FIELDS))
   if not values[2] then
     result[#result + 1] = false
   else
-    local key = ARGV[i + 2]
+    local key = ARGV[i + 3]
+    if values[2] == 'list' or values[2] == 'set' then
+      bytes = bytes + (tonumber(values[12]) or 0)  -- The elements' bytes, kept in 'sz'.
+    else
+      bytes = bytes + #values[1]
+    end
     -- The hit count was just read with the hash: one HSET writes it and the access time.
     local hits = (tonumber(values[HC]) or 0) + 1
     redis.call('HSET', entry, 'hc', hits, 'la', now)
