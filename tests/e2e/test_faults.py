@@ -330,6 +330,21 @@ def test_the_cache_is_served_while_the_limiters_store_is_down(logs_on_failure: S
         what="limit headers again",
     )
 
+    # A store that hangs instead of refusing: each check ends at the socket timeout, and the
+    # request is still served.
+    stack.limiter_server.freeze()
+    try:
+        for _ in range(4):
+            answered = rate_limited_get(stack, ns, "k")
+            assert answered.status_code == 200
+            assert "X-RateLimit-Limit" not in answered.headers
+    finally:
+        stack.limiter_server.thaw()
+    wait_until(
+        lambda: "X-RateLimit-Limit" in rate_limited_get(stack, ns, "k").headers,
+        what="limit headers after the freeze",
+    )
+
 
 # Redis killed and restarted under writes; its script cache flushed
 

@@ -48,11 +48,18 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.suite import ProcfileWorker, descendants, log, lua_string, record_text
+from tests.benchmarks.suite import (
+    CpuMeter,
+    ProcfileWorker,
+    descendants,
+    log,
+    lua_string,
+    record_text,
+)
 from tests.support.auth import make_token
 from tests.support.stack import TIMEOUT, Stack, start_stack
 
@@ -275,10 +282,15 @@ class Sample:
     web_rss_kb: dict[int, int]
     worker_rss_kb: dict[int, int]
     redis_used_memory: int
+    # The data alone, and the client connections (whose buffers count in used_memory).
+    redis_dataset_memory: int
+    redis_clients: int
     redis_keys: int
     queue_length: int
     requests: int
     error_responses: int
+    # Keys by shape (ids and numbers replaced by #), to tell what grows when the count does.
+    key_classes: dict[str, int] = field(default_factory=dict)
 
 
 def metrics_counts(stack: Stack) -> tuple[int, int]:
@@ -301,9 +313,11 @@ def take_sample(stack: Stack, started: float) -> Sample:
     worker_pids = [stack.worker.pid, *descendants(stack.worker.pid)]
     cache, broker = stack.redis(), stack.broker()
     try:
-        used = int(cache.info("memory")["used_memory"])
+        memory = cache.info("memory")
+        clients = int(cache.info("clients")["connected_clients"])
         keys = int(cache.dbsize())
         queue = int(broker.llen("celery"))
+        classes = Counter(key_class(key) for key in cache.scan_iter(count=1000))
     finally:
         cache.close()
         broker.close()
@@ -312,11 +326,22 @@ def take_sample(stack: Stack, started: float) -> Sample:
         elapsed=round(time.monotonic() - started, 1),
         web_rss_kb=web,
         worker_rss_kb={pid: rss_kb(pid) for pid in worker_pids},
-        redis_used_memory=used,
+        redis_used_memory=int(memory["used_memory"]),
+        redis_dataset_memory=int(memory["used_memory_dataset"]),
+        redis_clients=clients,
         redis_keys=keys,
         queue_length=queue,
         requests=total,
         error_responses=bad,
+        key_classes=dict(classes),
+    )
+
+
+def key_class(key: bytes) -> str:
+    """``cs:{soak:3}:e:g17`` -> ``cs:{soak:#}:e:#``: the shape of a key, without its ids."""
+    parts = re.split(r"([:{}])", key.decode(errors="replace"))
+    return "".join(
+        "#" if len(part) > 12 or any(c.isdigit() for c in part) else part for part in parts
     )
 
 
@@ -378,6 +403,8 @@ def evaluate(
     )
     checks.append(growth_check("Redis used_memory (bytes)", samples, _redis_memory, warmup))
     checks.append(growth_check("Redis keys (cache database)", samples, _redis_keys, warmup))
+    dataset = growth_check("Redis used_memory_dataset (bytes)", samples, _redis_dataset, warmup)
+    checks.append(dataset)
     queue = [s.queue_length for s in samples if s.elapsed >= warmup]
     tail = [s.queue_length for s in samples if s.elapsed >= samples[-1].elapsed - WINDOW_SECONDS]
     flat = bool(queue) and max(tail) <= max(queue[: max(1, len(queue) // 3)]) + 5
@@ -406,6 +433,10 @@ def _worker_rss(sample: Sample) -> int:
 
 def _redis_memory(sample: Sample) -> int:
     return sample.redis_used_memory
+
+
+def _redis_dataset(sample: Sample) -> int:
+    return sample.redis_dataset_memory
 
 
 def _redis_keys(sample: Sample) -> int:
@@ -454,6 +485,7 @@ def report(
     samples: Sequence[Sample],
     checks: Sequence[Check],
     problems: dict[str, int],
+    warmup: float,
 ) -> str:
     lines = [
         f"Soak: {load.seconds:.0f} s at {rate:,.0f} req/s target"
@@ -479,9 +511,16 @@ def report(
         )
     lines += ["", f"Statuses: {dict(sorted(load.statuses.items()))}", f"Log problems: {problems}"]
     first, last = samples[0], samples[-1]
+    steady = next((s for s in samples if s.elapsed >= warmup), first)
+    growing = sorted(
+        ((last.key_classes.get(k, 0) - steady.key_classes.get(k, 0), k) for k in last.key_classes),
+        reverse=True,
+    )[:5]
+    lines.append(f"Key classes growing most after the warm-up: {growing}")
     lines.append(
         f"Samples: {len(samples)}; queue lengths {[s.queue_length for s in samples]}; "
         f"Redis keys {first.redis_keys} -> {last.redis_keys}; "
+        f"Redis clients {first.redis_clients} -> {last.redis_clients}; "
         f"/metrics non-2xx/3xx {last.error_responses} of {last.requests}"
     )
     return "\n".join(lines)
@@ -531,6 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate = capacity * args.share
             log(f"capacity {capacity:,.0f} req/s (errors {measured.errors}); soak at {rate:,.0f}")
         interval = args.connections / rate
+        # Postgres runs outside this process tree (pg_ctl daemonises it): count it as ours.
+        postmaster = int((stack.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        meter = CpuMeter([postmaster])
         sampler = Sampler(stack, args.sample_interval)
         sampler.start()
         log(f"soak for {args.duration} s")
@@ -545,10 +587,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             sampler.stopping.set()
             sampler.join(timeout=60)
+        others = meter.mark("soak")
         problems = log_problems(stack)
     samples = sampler.samples
     checks = evaluate(load, samples, args.p99_ms, warmup)
-    text = report(args, rate, capacity, load, samples, checks, problems)
+    text = report(args, rate, capacity, load, samples, checks, problems, warmup)
+    text += f"\nOther processes used {others:.0%} of the machine's CPU during the soak."
     print(text)
     output = args.output or workdir / "soak.json"
     output.write_text(
@@ -560,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "load": {**asdict(load), "statuses": dict(load.statuses)},
                 "checks": [asdict(check) for check in checks],
                 "problems": problems,
+                "other_processes_cpu_share": others,
                 "sampler_failures": sampler.failures,
                 "samples": [asdict(sample) for sample in samples],
             },
