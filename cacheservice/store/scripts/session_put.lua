@@ -56,5 +56,9 @@ fields[#fields + 1] = 'ex'
 fields[#fields + 1] = expiry
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIREAT', KEYS[1], expiry)
+-- The user's sessions that expired before this access leave the index now, not only when the
+-- cleanup task deletes their rows (minutes later): a user creating short sessions all day
+-- would otherwise carry every one of them until then.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. access)
 redis.call('ZADD', KEYS[2], expiry, ARGV[1])
 return {access, expiry}
