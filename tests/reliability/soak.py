@@ -1,7 +1,8 @@
 """Soak: the whole stack under a steady mixed load for a long time, watched for slow drift.
 
     python -m tests.reliability.soak [--duration 600] [--rate R | --share 0.7]
-        [--connections 8] [--sample-interval 10] [--p99-ms 15] [--workdir DIR] [--output F]
+        [--connections 8] [--mix full|get] [--sample-interval 10] [--p99-ms 15]
+        [--workdir DIR] [--output F]
 
 What runs: a private deployment (``tests/support/stack.py``: private ``redis-server`` and
 Postgres, gunicorn with the repository's configuration and 2 gevent workers, JWT on, every
@@ -17,6 +18,7 @@ at 70% of capacity is almost always on schedule. The mix per 100 requests: 60 GE
 seeded keys, 20 POSTs replacing entries over a fixed key set (500 keys per connection), 10
 batch GETs of 20 keys, 8 session reads (sliding) of 200 seeded sessions, 2 session creations
 with a 60 s TTL. So after the first minute the number of keys is steady, and memory should be.
+``--mix get`` sends GETs only, the benchmark's scenario, to compare p99 like for like.
 
 Capacity is measured first (``--measure-seconds`` of the same mix, unpaced) unless ``--rate``
 gives it; the soak runs at ``--share`` (0.7) of it. Every ``--sample-interval`` seconds the
@@ -70,7 +72,11 @@ BATCH_KEYS = 20
 SESSIONS = 200
 ENTRY_TTL = 86400
 # Requests per 100 of each kind; the order is shuffled once so kinds interleave.
-MIX = {"get": 60, "post": 20, "batch": 10, "session_get": 8, "session_create": 2}
+MIXES = {
+    "full": {"get": 60, "post": 20, "batch": 10, "session_get": 8, "session_create": 2},
+    # The benchmark's GET scenario alone, to compare p99 with BENCHMARKS.md like for like.
+    "get": {"get": 100},
+}
 # BENCHMARKS.md, "Service vs bare Flask": GET p99 with 8 wrk connections at full throughput,
 # 7.34 ms in the 10k run and 14.94 ms in the 100k run (before each invalidation).
 BENCHMARK_GET_P99_MS = 15.0
@@ -173,9 +179,9 @@ end
 """
 
 
-def lua_mix(token: str, interval: float, sessions: Sequence[str]) -> str:
+def lua_mix(token: str, interval: float, sessions: Sequence[str], mix: str = "full") -> str:
     """The wrk script: the mix above, paced at one request per ``interval`` s per connection."""
-    kinds = [kind for kind, share in MIX.items() for _ in range(share)]
+    kinds = [kind for kind, share in MIXES[mix].items() for _ in range(share)]
     random.Random(7).shuffle(kinds)
     listed = ", ".join(lua_string(session) for session in sessions)
     value = record_text(1)
@@ -490,7 +496,8 @@ def report(
     lines = [
         f"Soak: {load.seconds:.0f} s at {rate:,.0f} req/s target"
         + (f" ({args.share:.0%} of a measured {capacity:,.0f} req/s)" if capacity else "")
-        + f", {args.connections} connections; {load.requests:,} requests, {load.rate:,.0f} req/s"
+        + f", {args.connections} connections, mix {args.mix}; {load.requests:,} requests, "
+        f"{load.rate:,.0f} req/s"
         " achieved.",
         "",
         "| check | measured | limit | passed |",
@@ -533,6 +540,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", type=float, default=0.7, help="share of capacity (0.7)")
     parser.add_argument("--measure-seconds", type=int, default=20, help="capacity run (20)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (8)")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="full", help="requests (full)")
     parser.add_argument("--sample-interval", type=float, default=10.0, help="seconds (10)")
     parser.add_argument("--p99-ms", type=float, default=BENCHMARK_GET_P99_MS, help="GET p99")
     parser.add_argument("--workdir", type=Path, help="logs and scripts (default: a temp dir)")
@@ -562,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = args.rate
         if rate is None:
             log(f"measuring capacity for {args.measure_seconds} s")
-            script = lua_mix(token, 0.0, sessions)
+            script = lua_mix(token, 0.0, sessions, args.mix)
             measured = run_wrk(
                 workdir, stack.web.base_url, script, args.measure_seconds, args.connections
             )
@@ -580,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load = run_wrk(
                 workdir,
                 stack.web.base_url,
-                lua_mix(token, interval, sessions),
+                lua_mix(token, interval, sessions, args.mix),
                 args.duration,
                 args.connections,
             )
