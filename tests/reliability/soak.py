@@ -31,425 +31,45 @@ within ``--p99-ms`` (default: BENCHMARKS.md's GET p99 at full load, 8 connection
 of its two runs); growth under 10% of web and worker RSS, Redis memory and key count, from the
 first minute after the warm-up to the last minute; a flat queue. It prints a markdown report
 (stdout), writes every sample as JSON (``--output``) and exits 1 when a check failed.
-Needs ``wrk`` (Debian's ``apt-get install wrk``), ``redis-server`` and Postgres binaries.
+Needs ``wrk`` (Debian's ``apt-get install wrk``), ``redis-server`` and Postgres binaries. The
+load is ``paced_load.py``, the sampling and checks ``soak_checks.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import random
 import re
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from tests.benchmarks.suite import (
-    CpuMeter,
-    ProcfileWorker,
-    descendants,
-    log,
-    lua_string,
-    record_text,
+from tests.benchmarks.suite import CpuMeter, ProcfileWorker, log, record_text
+from tests.reliability.paced_load import (
+    ENTRY_TTL,
+    GET_KEYS,
+    MIXES,
+    NS,
+    LoadResult,
+    lua_mix,
+    run_wrk,
+)
+from tests.reliability.soak_checks import (
+    BENCHMARK_GET_P99_MS,
+    WARMUP_SECONDS,
+    Check,
+    Sample,
+    Sampler,
+    evaluate,
 )
 from tests.support.auth import make_token
 from tests.support.stack import TIMEOUT, Stack, start_stack
 
-NS = "soak"
-GET_KEYS = 1000
-POST_KEYS = 500  # per connection
-BATCH_KEYS = 20
 SESSIONS = 200
-ENTRY_TTL = 86400
-# Requests per 100 of each kind; the order is shuffled once so kinds interleave.
-MIXES = {
-    "full": {"get": 60, "post": 20, "batch": 10, "session_get": 8, "session_create": 2},
-    # The benchmark's GET scenario alone, to compare p99 with BENCHMARKS.md like for like.
-    "get": {"get": 100},
-}
-# BENCHMARKS.md, "Service vs bare Flask": GET p99 with 8 wrk connections at full throughput,
-# 7.34 ms in the 10k run and 14.94 ms in the 100k run (before each invalidation).
-BENCHMARK_GET_P99_MS = 15.0
-GROWTH_LIMIT = 0.10
-WARMUP_SECONDS = 60.0
-WINDOW_SECONDS = 60.0
-
-LUA_MIX = r"""
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } soak_timespec;
-int clock_gettime(int clock, soak_timespec *tp);
-]]
-local ts = ffi.new("soak_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
-local threads = {}
-local next_id = 0
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
-
-n = 0
-counts = {}
-hist = {}
-local kind, started, next_at = "get", 0, nil
-
-function init(args)
-  math.randomseed(id * 7919 + 1)
-end
-
-function request()
-  n = n + 1
-  kind = mix[n % #mix + 1]
-  started = now()
-  if kind == "get" then
-    return wrk.format("GET", "/cache/g" .. ((n * 7 + id * 131) % get_keys) .. "?namespace=" .. ns)
-  elseif kind == "post" then
-    local body = '{"namespace":"' .. ns .. '","key":"w' .. id .. ':' .. (n % post_keys) ..
-      '","ttl":' .. entry_ttl .. ',"tags":["w","t' .. (n % 50) .. '"],"value":' .. value .. '}'
-    return wrk.format("POST", "/cache", nil, body)
-  elseif kind == "batch" then
-    local keys = {}
-    for i = 1, batch_keys do keys[i] = '"g' .. ((n * 13 + i * 17 + id) % get_keys) .. '"' end
-    local body = '{"namespace":"' .. ns .. '","keys":[' .. table.concat(keys, ",") .. ']}'
-    return wrk.format("POST", "/cache/batch", nil, body)
-  elseif kind == "session_get" then
-    return wrk.format("GET", "/sessions/" .. sessions[(n + id) % #sessions + 1])
-  else
-    local user = string.format("00000000-0000-4000-8000-%06d%06d", id, n % 100)
-    local body = '{"user_id":"' .. user .. '","ttl":60,"data":{"n":' .. n .. '}}'
-    return wrk.format("POST", "/sessions", nil, body)
-  end
-end
-
-function response(status, headers, body)
-  local key = kind .. " " .. status
-  counts[key] = (counts[key] or 0) + 1
-  -- 10-microsecond buckets; flat string keys (wrk crashes copying nested tables out of threads).
-  local bucket = kind .. " " .. math.floor((now() - started) * 1e5)
-  hist[bucket] = (hist[bucket] or 0) + 1
-end
-
-if interval > 0 then
-  -- A fixed schedule per connection: a slow response is caught up on, never skipped, unless
-  -- the connection fell more than a second behind (then it restarts from now, no burst).
-  function delay()
-    local t = now()
-    if next_at == nil then
-      next_at = t + math.random() * interval
-    else
-      next_at = next_at + interval
-    end
-    if next_at < t - 1 then next_at = t end
-    local wait = (next_at - t) * 1000
-    if wait < 0 then return 0 end
-    return wait
-  end
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'SOAK {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
-    '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-  for _, t in ipairs(threads) do
-    for key, count in pairs(t:get("counts")) do io.write("C " .. key .. " " .. count .. "\n") end
-    for bucket, count in pairs(t:get("hist")) do
-      io.write("H " .. bucket .. " " .. count .. "\n")
-    end
-  end
-end
-"""
-
-
-def lua_mix(token: str, interval: float, sessions: Sequence[str], mix: str = "full") -> str:
-    """The wrk script: the mix above, paced at one request per ``interval`` s per connection."""
-    kinds = [kind for kind, share in MIXES[mix].items() for _ in range(share)]
-    random.Random(7).shuffle(kinds)
-    listed = ", ".join(lua_string(session) for session in sessions)
-    value = record_text(1)
-    return (
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'ns, get_keys, post_keys, batch_keys = "{NS}", {GET_KEYS}, {POST_KEYS}, {BATCH_KEYS}\n'
-        f"entry_ttl, interval = {ENTRY_TTL}, {interval!r}\n"
-        f"value = {lua_string(value)}\n"
-        f"sessions = {{{listed}}}\n"
-        f"mix = {{{', '.join(json.dumps(kind) for kind in kinds)}}}\n" + LUA_MIX
-    )
-
-
-@dataclass
-class LoadResult:
-    requests: int
-    seconds: float
-    socket_errors: int
-    timeouts: int
-    statuses: Counter[str]  # "<kind> <status>" -> count
-    latency_ms: dict[str, dict[str, float]]  # kind -> p50, p99, max
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def errors(self) -> int:
-        bad = sum(n for key, n in self.statuses.items() if not key.split()[1].startswith("2"))
-        return bad + self.socket_errors + self.timeouts
-
-
-def percentiles(histogram: Counter[int]) -> dict[str, float]:
-    """p50, p99 and max (ms) of a histogram of 10-microsecond buckets."""
-    total = histogram.total()
-    found: dict[str, float] = {}
-    ordered = sorted(histogram.items())
-    for name, share in (("p50", 0.50), ("p99", 0.99)):
-        rank, seen = share * total, 0
-        for bucket, count in ordered:
-            seen += count
-            if seen >= rank:
-                found[name] = (bucket + 1) / 100
-                break
-    found["max"] = (ordered[-1][0] + 1) / 100 if ordered else 0.0
-    return found
-
-
-def run_wrk(
-    workdir: Path, base_url: str, script: str, seconds: int, connections: int
-) -> LoadResult:
-    path = workdir / f"mix-{time.monotonic_ns()}.lua"
-    path.write_text(script)
-    command = [
-        "wrk", f"-t{connections}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-        "-s", str(path), base_url,
-    ]  # fmt: skip
-    completed = subprocess.run(
-        command, capture_output=True, text=True, check=False, timeout=seconds + 120
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"wrk failed: {completed.stderr}\n{completed.stdout[-2000:]}")
-    output = completed.stdout
-    found = re.search(r"^SOAK (\{.*\})$", output, re.MULTILINE)
-    if found is None:
-        raise RuntimeError(f"unexpected wrk output:\n{output[-3000:]}")
-    summary = json.loads(found.group(1))
-    statuses: Counter[str] = Counter()
-    for kind, status, count in re.findall(r"^C (\S+) (\d+) (\d+)$", output, re.MULTILINE):
-        statuses[f"{kind} {status}"] += int(count)
-    histograms: dict[str, Counter[int]] = {}
-    for kind, bucket, count in re.findall(r"^H (\S+) (\d+) (\d+)$", output, re.MULTILINE):
-        histograms.setdefault(kind, Counter())[int(bucket)] += int(count)
-    everything: Counter[int] = Counter()
-    for histogram in histograms.values():
-        everything.update(histogram)
-    latency = {kind: percentiles(histogram) for kind, histogram in histograms.items()}
-    latency["all"] = percentiles(everything)
-    return LoadResult(
-        requests=summary["requests"],
-        seconds=summary["duration_us"] / 1e6,
-        socket_errors=summary["connect"] + summary["read"] + summary["write"],
-        timeouts=summary["timeout"],
-        statuses=statuses,
-        latency_ms=latency,
-    )
-
-
-# Sampling
-
-
-def rss_kb(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-@dataclass
-class Sample:
-    elapsed: float
-    web_rss_kb: dict[int, int]
-    worker_rss_kb: dict[int, int]
-    redis_used_memory: int
-    # The data alone, and the client connections (whose buffers count in used_memory).
-    redis_dataset_memory: int
-    redis_clients: int
-    redis_keys: int
-    queue_length: int
-    requests: int
-    error_responses: int
-    # Keys by shape (ids and numbers replaced by #), to tell what grows when the count does.
-    key_classes: dict[str, int] = field(default_factory=dict)
-
-
-def metrics_counts(stack: Stack) -> tuple[int, int]:
-    """(requests, responses that were not 2xx/3xx) from the service's own ``/metrics``."""
-    text = stack.http.get(stack.url("/metrics"), timeout=TIMEOUT).text
-    total = bad = 0
-    for status, value in re.findall(
-        r'^cacheservice_requests_total\{[^}]*status="(\d+)"[^}]*\} (\S+)$', text, re.MULTILINE
-    ):
-        total += int(float(value))
-        if status[0] not in "23":
-            bad += int(float(value))
-    return total, bad
-
-
-def take_sample(stack: Stack, started: float) -> Sample:
-    assert stack.web.process is not None
-    assert stack.worker.pid is not None
-    web = {pid: rss_kb(pid) for pid in descendants(stack.web.process.pid)}
-    worker_pids = [stack.worker.pid, *descendants(stack.worker.pid)]
-    cache, broker = stack.redis(), stack.broker()
-    try:
-        memory = cache.info("memory")
-        clients = int(cache.info("clients")["connected_clients"])
-        keys = int(cache.dbsize())
-        queue = int(broker.llen("celery"))
-        classes = Counter(key_class(key) for key in cache.scan_iter(count=1000))
-    finally:
-        cache.close()
-        broker.close()
-    total, bad = metrics_counts(stack)
-    return Sample(
-        elapsed=round(time.monotonic() - started, 1),
-        web_rss_kb=web,
-        worker_rss_kb={pid: rss_kb(pid) for pid in worker_pids},
-        redis_used_memory=int(memory["used_memory"]),
-        redis_dataset_memory=int(memory["used_memory_dataset"]),
-        redis_clients=clients,
-        redis_keys=keys,
-        queue_length=queue,
-        requests=total,
-        error_responses=bad,
-        key_classes=dict(classes),
-    )
-
-
-def key_class(key: bytes) -> str:
-    """``cs:{soak:3}:e:g17`` -> ``cs:{soak:#}:e:#``: the shape of a key, without its ids."""
-    parts = re.split(r"([:{}])", key.decode(errors="replace"))
-    return "".join(
-        "#" if len(part) > 12 or any(c.isdigit() for c in part) else part for part in parts
-    )
-
-
-class Sampler(threading.Thread):
-    def __init__(self, stack: Stack, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.stack, self.interval = stack, interval
-        self.samples: list[Sample] = []
-        self.failures: list[str] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        started = time.monotonic()
-        while not self.stopping.is_set():
-            try:
-                self.samples.append(take_sample(self.stack, started))
-            except Exception as error:  # Reported at the end, sampling goes on.
-                self.failures.append(repr(error))
-            self.stopping.wait(self.interval)
-
-
-# Checks
-
-
-@dataclass
-class Check:
-    name: str
-    value: str
-    limit: str
-    passed: bool
-
-
-def window_median(samples: Sequence[Sample], start: float, end: float, value: Any) -> float:
-    chosen = [value(s) for s in samples if start <= s.elapsed < end]
-    return float(statistics.median(chosen)) if chosen else float("nan")
-
-
-def growth_check(name: str, samples: Sequence[Sample], value: Any, warmup: float) -> Check:
-    """Growth from the median of the first minute after the warm-up to that of the last one."""
-    last = samples[-1].elapsed
-    before = window_median(samples, warmup, warmup + WINDOW_SECONDS, value)
-    after = window_median(samples, last - WINDOW_SECONDS + 0.01, last + 1, value)
-    change = after / before - 1 if before else float("inf")
-    text = f"{before:,.0f} -> {after:,.0f} ({change:+.1%})"
-    return Check(name, text, f"< {GROWTH_LIMIT:.0%}", change < GROWTH_LIMIT)
-
-
-def evaluate(
-    load: LoadResult, samples: Sequence[Sample], p99_limit: float, warmup: float
-) -> list[Check]:
-    checks = [
-        Check("error responses and socket errors", str(load.errors), "0", load.errors == 0),
-    ]
-    get_p99 = load.latency_ms.get("get", {}).get("p99", float("inf"))
-    checks.append(Check("GET p99 (ms)", f"{get_p99:.2f}", f"<= {p99_limit}", get_p99 <= p99_limit))
-    checks.append(growth_check("web RSS, all workers (kB)", samples, _web_rss, warmup))
-    checks.append(
-        growth_check("Celery worker RSS, all processes (kB)", samples, _worker_rss, warmup)
-    )
-    checks.append(growth_check("Redis used_memory (bytes)", samples, _redis_memory, warmup))
-    checks.append(growth_check("Redis keys (cache database)", samples, _redis_keys, warmup))
-    dataset = growth_check("Redis used_memory_dataset (bytes)", samples, _redis_dataset, warmup)
-    checks.append(dataset)
-    queue = [s.queue_length for s in samples if s.elapsed >= warmup]
-    tail = [s.queue_length for s in samples if s.elapsed >= samples[-1].elapsed - WINDOW_SECONDS]
-    flat = bool(queue) and max(tail) <= max(queue[: max(1, len(queue) // 3)]) + 5
-    checks.append(
-        Check("Celery queue length (max over run; last minute)", f"{max(queue or [0])}; "
-              f"{max(tail or [0])}", "last minute <= first third + 5", flat)
-    )  # fmt: skip
-    web_pids = {tuple(sorted(s.web_rss_kb)) for s in samples}
-    checks.append(
-        Check("gunicorn workers replaced", str(len(web_pids) - 1), "0", len(web_pids) == 1)
-    )
-    return checks
-
-
-def _verdict(passed: bool) -> str:
-    return "yes" if passed else "**NO**"
-
-
-def _web_rss(sample: Sample) -> int:
-    return sum(sample.web_rss_kb.values())
-
-
-def _worker_rss(sample: Sample) -> int:
-    return sum(sample.worker_rss_kb.values())
-
-
-def _redis_memory(sample: Sample) -> int:
-    return sample.redis_used_memory
-
-
-def _redis_dataset(sample: Sample) -> int:
-    return sample.redis_dataset_memory
-
-
-def _redis_keys(sample: Sample) -> int:
-    return sample.redis_keys
-
-
-# Running it
 
 
 def seed(stack: Stack) -> list[str]:
@@ -481,6 +101,10 @@ def log_problems(stack: Stack) -> dict[str, int]:
         "worker tracebacks": worker.count("Traceback"),
         "failed task runs": len(re.findall(r"raised unexpected", worker)),
     }
+
+
+def _verdict(passed: bool) -> str:
+    return "yes" if passed else "**NO**"
 
 
 def report(
