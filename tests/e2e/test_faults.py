@@ -24,9 +24,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import redis
@@ -34,6 +31,7 @@ import requests
 
 from tests.support.celery_processes import CeleryProcess
 from tests.support.stack import TIMEOUT, Stack, start_stack, wait_until
+from tests.support.traffic import HitLoad, WriteStream, hit_load
 
 # Starts its own servers whatever --redis-topology says: run once, on the single-node pass.
 pytestmark = [pytest.mark.e2e, pytest.mark.topology_independent]
@@ -63,55 +61,6 @@ def logs_on_failure(stack: Stack) -> Iterator[Stack]:
     print("\n--- worker log\n" + stack.worker.log_tail())
     print("\n--- beat log\n" + stack.beat.log_tail(20))
     print("\n--- gunicorn log\n" + stack.web.log_tail(40))
-
-
-# Background hit load, counted exactly
-
-
-@dataclass
-class HitLoad:
-    """Batch GETs of random samples of ``keys`` from two threads, every hit counted."""
-
-    stack: Stack
-    namespace: str
-    keys: list[str]
-    per_call: int = 300
-    hits: Counter[str] = field(default_factory=Counter)
-    errors: list[BaseException] = field(default_factory=list)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                found = self.stack.batch_get(
-                    self.namespace, random.sample(self.keys, self.per_call)
-                )
-                with self._lock:
-                    self.hits.update(found)
-        except BaseException as error:  # Reported by the test thread.
-            self.errors.append(error)
-
-    def total(self) -> int:
-        with self._lock:
-            return self.hits.total()
-
-
-@contextmanager
-def hit_load(
-    stack: Stack, namespace: str, keys: list[str], per_call: int = 300
-) -> Iterator[HitLoad]:
-    load = HitLoad(stack, namespace, keys, per_call)
-    threads = [threading.Thread(target=load.run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield load
-    finally:
-        load.stopping.set()
-        for thread in threads:
-            thread.join(timeout=TIMEOUT)
-    assert load.errors == []
 
 
 def assert_exact_hits(stack: Stack, client: redis.Redis, namespace: str, load: HitLoad) -> None:
@@ -347,70 +296,6 @@ def test_the_cache_is_served_while_the_limiters_store_is_down(logs_on_failure: S
 
 
 # Redis killed and restarted under writes; its script cache flushed
-
-
-@dataclass
-class WriteStream:
-    """Writers POST unique keys and read each acknowledged one back; every answer is kept with
-    the moments its request started and ended (``time.monotonic``), so that each can be judged
-    against what Redis was doing over the whole request."""
-
-    stack: Stack
-    namespace: str
-    # Bumped when Redis is killed: a key acknowledged before it may be gone after it.
-    restarts: int = 0
-    answers: list[tuple[float, float, str]] = field(default_factory=list)
-    unavailable_bodies: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-    stopping: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def outcomes(self, start: float = 0.0, end: float = float("inf")) -> Counter[str]:
-        """Outcomes of the requests that started at or after ``start`` and ended by ``end``."""
-        with self._lock:
-            return Counter(o for began, ended, o in self.answers if began >= start and ended <= end)
-
-    def run(self, writer: int) -> None:
-        http = self.stack.http
-        n = 0
-        try:
-            while not self.stopping.is_set():
-                key, value = f"w{writer}-{n}", {"writer": writer, "n": n}
-                n += 1
-                restarts, began = self.restarts, time.monotonic()
-                written = http.post(
-                    self.stack.url("/cache"),
-                    json={"namespace": self.namespace, "key": key, "value": value, "ttl": 600},
-                    timeout=TIMEOUT,
-                )
-                self.record(began, written)
-                if written.status_code != 201:
-                    continue
-                began = time.monotonic()
-                read = http.get(
-                    self.stack.url(f"/cache/{key}"),
-                    params={"namespace": self.namespace},
-                    timeout=TIMEOUT,
-                )
-                if read.status_code == 404 and self.restarts != restarts:
-                    self.add(began, "lost with the restarted Redis")
-                    continue
-                self.record(began, read)
-                if read.status_code == 200:
-                    assert read.json()["value"] == value
-        except BaseException as error:  # Reported by the test thread.
-            self.errors.append(error)
-
-    def add(self, began: float, outcome: str) -> None:
-        with self._lock:
-            self.answers.append((began, time.monotonic(), outcome))
-
-    def record(self, began: float, response: requests.Response) -> None:
-        status = response.status_code
-        if status == 503:
-            with self._lock:
-                self.unavailable_bodies.append(response.json())
-        self.add(began, "2xx" if 200 <= status < 300 else str(status))
 
 
 def test_redis_killed_restarted_and_script_flushed_under_writes(
