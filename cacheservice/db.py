@@ -35,6 +35,13 @@ class Database:
                         max_size=8,
                         timeout=self.timeout,
                         open=True,
+                        # Connections pooled before a Postgres restart died with it: checked on
+                        # checkout, a dead one is replaced instead of failing the request.
+                        check=self._check,
+                        # psycopg_pool backs off up to 5 minutes between reconnect attempts by
+                        # default; give up an attempt quickly instead, so the next request
+                        # grows the pool again as soon as Postgres is back.
+                        reconnect_timeout=self.timeout,
                         # Give up on a dead server quickly; the caller answers 503 or retries
                         # on its next scheduled run.
                         kwargs={"connect_timeout": max(1, int(self.timeout)), "autocommit": False},
@@ -42,6 +49,17 @@ class Database:
                     )
                     self._pid = os.getpid()
         return self._pool
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """One empty query on checkout. When the server went away every idle connection is as
+        dead as this one: check them all at once rather than fail one request each (the pool's
+        own retries back off a second per failure, longer than a short database timeout)."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.OperationalError:
+            if self._pool is not None:
+                self._pool.check()
+            raise
 
     def connection(self) -> psycopg.Connection:
         """A pooled connection as a context manager: commits on success, rolls back on error."""

@@ -142,9 +142,11 @@ def test_postgres_restarted_during_flushes_loses_and_doubles_nothing(
             # The next restart waits for a flush that succeeded after this one.
             stack.wait_for_flushes(1)
             seen |= stack.batches_in_flight(client, ns)
+    # Each crash hit a claimed batch (waited for above). Whether the flush holding it failed
+    # depends on timing: a flush that reaches Postgres after the restart gets a checked, fresh
+    # connection and succeeds. Either way the totals must be exact.
     failed = failed_flushes(stack.worker.log_text()[log_offset:])
     print(f"{failed} flush runs failed; {load.hits.total()} hits")
-    assert failed >= 1, "no flush ran into the restarts"
     assert_exact_hits(stack, client, ns, load)
     assert stack.worker.pid == worker_pid  # Never crashed or restarted.
 
@@ -161,11 +163,6 @@ def create_sessions(stack: Stack, count: int) -> Counter[int]:
         return Counter(pool.map(create, range(count)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: cacheservice/db.py's pool hands out connections that died with the server"
-    " (no check on checkout); the fix is described in RELIABILITY.md",
-)
 def test_sessions_are_written_at_once_after_a_postgres_restart(logs_on_failure: Stack) -> None:
     """Connections pooled before a Postgres restart are dead after it; no request may be the
     one that finds out (sessions are written to Postgres in the request)."""
