@@ -127,6 +127,14 @@ def _store_unavailable(error: redis.RedisError) -> bool:
 def redis_error_response(error: redis.RedisError) -> Response:
     if not _store_unavailable(error):
         return http_error_response(_internal_error(error))
+    if isinstance(error, redis.exceptions.OutOfMemoryError):
+        # Reads refuse too: a GET also writes its hit count. Told apart from an outage so an
+        # operator looks at maxmemory and the eviction policy, not at the network.
+        log.warning("redis out of memory: %s", error)
+        unavailable = ServiceUnavailable(
+            "Redis is out of memory", store="redis", reason="out_of_memory"
+        )
+        return error_response(unavailable)
     log.warning("redis unavailable: %s", error)
     return error_response(ServiceUnavailable("Redis is unavailable", store="redis"))
 

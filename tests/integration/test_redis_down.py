@@ -143,3 +143,25 @@ def test_redis_never_up_gives_503(database_url: str) -> None:
     http = authorized_client(app)
     for name in REQUESTS:
         assert_unavailable_quickly(http, name)
+
+
+def test_redis_out_of_memory_is_a_503_that_says_so(server: RedisServer, http: FlaskClient) -> None:
+    store_user(http)
+    client = server.client()
+    # Below what the server already uses: every write, and every read (it counts its hit),
+    # is refused with OOM.
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        for name in ("get", "set"):
+            response = REQUESTS[name](http)
+            assert response.status_code == 503, (name, response.get_json())
+            assert response.get_json() == {
+                "error": "service_unavailable",
+                "message": "Redis is out of memory",
+                "details": {"store": "redis", "reason": "out_of_memory"},
+            }
+    finally:
+        client.config_set("maxmemory", "0")
+        client.close()
+    assert http.get(f"/cache/user:1?namespace={NS}").status_code == 200
