@@ -1,12 +1,12 @@
 """The metrics pipeline end to end: gunicorn, a real ``celery worker`` and ``celery beat``.
 
 The module runs its own stack (``tests/support/stack.py``), isolated from every other test: a
-private ``redis-server`` (cache in database 0, Celery broker in database 1; on the cluster run
-the cache lives in a private three-master Redis Cluster instead), a private Postgres cluster
-(so a test can take it away), the repository's gunicorn configuration with two workers and JWT
-on, and one worker plus beat with short intervals (flush every 0.5 s, probe every second, a
-task lock of 2 s so a killed holder's lock soon expires). No eager mode: tasks go through the
-broker.
+private ``redis-server`` (cache in database 0, Celery broker in database 1; on the cluster and
+sentinel runs the cache lives in a private three-master Redis Cluster or behind a private
+Sentinel instead), a private Postgres cluster (so a test can take it away), the repository's
+gunicorn configuration with two workers and JWT on, and one worker plus beat with short
+intervals (flush every 0.5 s, probe every second, a task lock of 2 s so a killed holder's lock
+soon expires). No eager mode: tasks go through the broker.
 
 Every test works in a namespace of its own and compares exact figures (per-key hit counts in
 ``cache_entries``, hits and misses in ``GET /cache/statistics`` and in ``cache_metrics``) with
@@ -42,7 +42,6 @@ from tests.support.stack import (
     start_stack,
     wait_until,
 )
-from tests.support.topology import CLUSTER
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +50,7 @@ KILLS = 6
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, redis_topology: str) -> Iterator[Stack]:
-    with start_stack(
-        tmp_path_factory.mktemp("pipeline"), cluster=redis_topology == CLUSTER
-    ) as stack:
+    with start_stack(tmp_path_factory.mktemp("pipeline"), topology=redis_topology) as stack:
         yield stack
 
 

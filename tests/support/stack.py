@@ -35,8 +35,9 @@ from tests.support.celery_processes import CeleryProcess, celery_env
 from tests.support.gunicorn_server import GunicornServer
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_cluster import RedisCluster
+from tests.support.redis_sentinel import RedisSentinel
 from tests.support.redis_server import RedisServer
-from tests.support.topology import raw_client
+from tests.support.topology import CLUSTER, SENTINEL, SINGLE, raw_client
 
 TIMEOUT = 30
 BUCKETS = 16  # The deployment default, which the stack runs with.
@@ -240,7 +241,7 @@ def web_environment(celery_variables: Mapping[str, str]) -> dict[str, str]:
 def start_stack(
     directory: Path,
     *,
-    cluster: bool = False,
+    topology: str = SINGLE,
     separate_limiter: bool = False,
     flush_interval: float = 0.5,
     probe_interval: float = 1.0,
@@ -256,7 +257,9 @@ def start_stack(
     """
     redis_server = RedisServer(directory).start()
     limiter_server: RedisServer | None = None
-    redis_cluster = RedisCluster(masters=3, replicas=0) if cluster else None
+    # The cache's own Redis on the cluster and sentinel passes; the broker stays a plain one.
+    redis_cluster = RedisCluster(masters=3, replicas=0) if topology == CLUSTER else None
+    watched = RedisSentinel(sentinels=1, quorum=1) if topology == SENTINEL else None
     postgres = PostgresServer()
     started: list[Any] = []
     try:
@@ -268,7 +271,11 @@ def start_stack(
         database_url = postgres.url("cacheservice")
         upgrade(database_url)
         base = f"redis://127.0.0.1:{redis_server.port}"
-        cache_url = redis_cluster.start().url if redis_cluster else f"{base}/0"
+        cache_url = f"{base}/0"
+        if redis_cluster:
+            cache_url = redis_cluster.start().url
+        elif watched:
+            cache_url = watched.start().url
         broker_url = f"{base}/1"
         env = celery_env(
             redis_url=cache_url,
@@ -313,6 +320,7 @@ def start_stack(
         redis_server.stop()
         if limiter_server is not None:
             limiter_server.stop()
-        if redis_cluster:
-            redis_cluster.stop()
+        for topology_servers in (redis_cluster, watched):
+            if topology_servers:
+                topology_servers.stop()
         postgres.destroy()
