@@ -326,9 +326,8 @@ function done(summary, latency, requests)
 end
 """
 
-# Per-request latency with start times (CLOCK_MONOTONIC, as Python's time.monotonic), for the
-# invalidation scenario; exact only with one connection per wrk thread.
-LUA_SAMPLES = r"""
+# ``now()``: CLOCK_MONOTONIC in seconds (as Python's time.monotonic), in wrk's LuaJIT.
+LUA_CLOCK = r"""
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -339,6 +338,13 @@ local function now()
   ffi.C.clock_gettime(1, ts)
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
+"""
+
+# Per-request latency with start times (CLOCK_MONOTONIC, as Python's time.monotonic), for the
+# invalidation scenario; exact only with one connection per wrk thread.
+LUA_SAMPLES = (
+    LUA_CLOCK
+    + r"""
 starts, lats = {}, {}
 local started = 0
 local plain_request = request
@@ -358,6 +364,7 @@ function dump_samples(threads)
   end
 end
 """
+)
 
 
 def lua_string(text: str) -> str:

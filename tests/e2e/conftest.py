@@ -10,8 +10,10 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from tests.support.gunicorn_server import GunicornServer
+from tests.support.stack import Stack
 from tests.support.topology import raw_client
 
 _servers: list[GunicornServer] = []
@@ -44,6 +46,31 @@ def e2e_server(
 @pytest.fixture(scope="session")
 def base_url(e2e_server: GunicornServer) -> str:
     return e2e_server.base_url
+
+
+# Modules that run a whole deployment (tests/support/stack.py) define a module-scoped ``stack``
+# fixture; these build on it.
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[redis.Redis]:
+    """A client of the stack's cache Redis, closed after the test."""
+    found = stack.redis()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def logs_on_failure(stack: Stack) -> Iterator[Stack]:
+    """The stack; the tails of its processes' logs are printed after the test.
+
+    pytest shows a test's captured output only when it fails, which is when they matter.
+    """
+    yield stack
+    print("\n--- worker log\n" + stack.worker.log_tail())
+    print("\n--- beat log\n" + stack.beat.log_tail(20))
+    print("\n--- gunicorn log\n" + stack.web.log_tail(40))
+    print("\n--- postgres log\n" + stack.postgres.log_tail(20))
 
 
 @pytest.hookimpl(wrapper=True)

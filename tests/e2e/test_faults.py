@@ -41,26 +41,10 @@ WRITERS = 4
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The module's deployment; ``client`` and ``logs_on_failure`` (tests/e2e/conftest.py)
+    build on it."""
     with start_stack(tmp_path_factory.mktemp("faults"), separate_limiter=True) as started:
         yield started
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[redis.Redis]:
-    """A client of the stack's cache Redis, closed after the test."""
-    found = stack.redis()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def logs_on_failure(stack: Stack) -> Iterator[Stack]:
-    """The stack; the tails of its logs are printed after the test (pytest shows them on
-    failure only)."""
-    yield stack
-    print("\n--- worker log\n" + stack.worker.log_tail())
-    print("\n--- beat log\n" + stack.beat.log_tail(20))
-    print("\n--- gunicorn log\n" + stack.web.log_tail(40))
 
 
 def assert_exact_hits(stack: Stack, client: redis.Redis, namespace: str, load: HitLoad) -> None:

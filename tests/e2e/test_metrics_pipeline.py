@@ -49,30 +49,11 @@ KILLS = 6
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, redis_topology: str) -> Iterator[Stack]:
-    with start_stack(tmp_path_factory.mktemp("pipeline"), topology=redis_topology) as stack:
-        yield stack
-
-
-@pytest.fixture
-def client(pipeline: Stack) -> Iterator[redis.Redis]:
-    """A client of the pipeline's Redis (cache database), closed after the test."""
-    found = pipeline.redis()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def logs_on_failure(pipeline: Stack) -> Iterator[Stack]:
-    """The pipeline; the tails of its processes' logs are printed after the test.
-
-    pytest shows a test's captured output only when it fails, which is when they matter.
-    """
-    yield pipeline
-    print("\n--- worker log\n" + pipeline.worker.log_tail())
-    print("\n--- beat log\n" + pipeline.beat.log_tail(20))
-    print("\n--- gunicorn log\n" + pipeline.web.log_tail(40))
-    print("\n--- postgres log\n" + pipeline.postgres.log_tail(20))
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_topology: str) -> Iterator[Stack]:
+    """The module's deployment; ``client`` and ``logs_on_failure`` (tests/e2e/conftest.py)
+    build on it."""
+    with start_stack(tmp_path_factory.mktemp("pipeline"), topology=redis_topology) as started:
+        yield started
 
 
 def test_every_hit_and_miss_reaches_postgres_and_statistics_exactly(

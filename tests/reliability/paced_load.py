@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.benchmarks.suite import lua_string, record_text
+from tests.benchmarks.suite import LUA_CLOCK, lua_string, record_text
 
 NS = "soak"
 GET_KEYS = 1000
@@ -32,17 +32,9 @@ MIXES = {
     "get": {"get": 100},
 }
 
-LUA_MIX = r"""
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } soak_timespec;
-int clock_gettime(int clock, soak_timespec *tp);
-]]
-local ts = ffi.new("soak_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+LUA_MIX = (
+    LUA_CLOCK
+    + r"""
 
 local threads = {}
 local next_id = 0
@@ -125,6 +117,7 @@ function done(summary, latency, requests)
   end
 end
 """
+)
 
 
 def lua_mix(token: str, interval: float, sessions: Sequence[str], mix: str = "full") -> str:
