@@ -102,6 +102,8 @@ class Cache:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
+        # Every value came in a body, so none decompresses to more than the largest body.
+        self.decompression_limit = max(codec.DEFAULT_DECOMPRESSION_LIMIT, settings.max_body_bytes)
         self.entries = entries
         self.invalidator = invalidator
         self.namespaces = namespaces
@@ -136,6 +138,7 @@ class Cache:
                 keyring=self.keyring,
                 dictionaries=self.namespaces.dictionary,
                 associated_data=associated_data(namespace, entry.key),
+                limit=self.decompression_limit,
             )
         except codec.DecryptionFailed:
             self.metrics.count(namespace, "decrypt_failures")

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 
 from cacheservice.compressors import (
     ALGORITHMS,
+    DEFAULT_DECOMPRESSION_LIMIT,
     NO_COMPRESSION,
     Compression,
     DecompressionError,
@@ -57,6 +58,7 @@ from cacheservice.jsonio import dumps_value
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_DECOMPRESSION_LIMIT",
     "FORMAT_VERSION",
     "HEADER_BYTES",
     "TYPE_CODES",
@@ -264,8 +266,11 @@ def decode_payload(
     keyring: KeyRing | None = None,
     dictionaries: Dictionaries = _NO_DICTIONARIES,
     associated_data: bytes = b"",
+    limit: int = DEFAULT_DECOMPRESSION_LIMIT,
 ) -> tuple[str, bytes]:
     """Split a stored value into its type and its plain payload.
+
+    ``limit`` bounds the decompressed size (see compressors.DEFAULT_DECOMPRESSION_LIMIT).
 
     ``dictionaries`` maps (or is a function from) a dictionary id to the dictionary's bytes;
     ``associated_data`` must be what the value was encrypted with. Raises ``CorruptValue``
@@ -282,7 +287,7 @@ def decode_payload(
     if header.dictionary_id:
         dictionary = _dictionary(dictionaries, header.dictionary_id)
     try:
-        return header.value_type, decompress(body, header.compression, dictionary)
+        return header.value_type, decompress(body, header.compression, dictionary, limit)
     except DecompressionError as error:
         raise CorruptValue(str(error)) from None
 

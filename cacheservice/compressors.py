@@ -25,9 +25,10 @@ MAX_DICTIONARY_ID = 0xFFFF
 MIN_TRAINING_SAMPLES = 8
 MIN_TRAINING_BYTES = 1024
 MIN_DICTIONARY_BYTES = 256
-# No stored value decompresses to more: values are refused above CACHE_MAX_VALUE_BYTES (1 MiB
-# by default) when written. The bound keeps a damaged or forged frame in Redis, which may claim
-# any size in its header, from making a worker allocate gigabytes.
+# The decompressed size no stored value exceeds unless the deployment accepts larger bodies
+# (a value comes in a body; CACHE_MAX_BODY_BYTES is 8 MiB by default): the cache reads with
+# max(this, CACHE_MAX_BODY_BYTES). The bound keeps a damaged or forged frame in Redis, which
+# may claim any size in its header, from making a worker allocate gigabytes.
 DEFAULT_DECOMPRESSION_LIMIT = 64 * 1024 * 1024
 
 

@@ -210,6 +210,8 @@ class EntryStore:
         Without ``full`` only what renders the value comes back (no metadata): a batch of
         1000 keys then moves a third of the data. A bucket whose values pass the read budget
         is read in several calls (one more round trip each time), never in one long one.
+        Should a later call fail, the request fails (503) after the earlier calls counted
+        their hits: a retry counts those again.
         """
         unread: dict[Bucket, list[str]] = defaultdict(list)
         for key in keys:
@@ -226,6 +228,9 @@ class EntryStore:
                 for key, values in zip(bucket_keys, reply, strict=False):
                     if values:
                         found[key] = entry_from_values(key, values, full)
+                if not reply:
+                    # The script always reads the first entry; an empty reply would loop.
+                    raise RuntimeError("get_entries read nothing of a non-empty key list")
                 if len(reply) < len(bucket_keys):
                     left[bucket] = bucket_keys[len(reply) :]
             unread = left

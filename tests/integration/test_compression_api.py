@@ -259,3 +259,14 @@ def test_training_needs_enough_values(client: FlaskClient) -> None:
     post(client, "few", "k", sample_value(1))
     assert client.post("/namespaces/few/dictionary").status_code == 400
     assert client.post("/namespaces/Bad!/dictionary").status_code == 400
+
+
+def test_values_read_back_up_to_the_largest_body_the_service_accepts(
+    make_app: AppFactory,
+) -> None:
+    # Every value came in a body: a deployment that accepts bodies over the default bound
+    # must still read its values back.
+    large = make_app(max_body_bytes=100 * 1024 * 1024)
+    assert large.extensions["cacheservice"].cache.decompression_limit == 100 * 1024 * 1024
+    default = make_app()
+    assert default.extensions["cacheservice"].cache.decompression_limit == 64 * 1024 * 1024

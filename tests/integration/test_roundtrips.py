@@ -275,13 +275,15 @@ def keys_in_one_bucket(app: Flask, count: int) -> list[str]:
     return [key for key in candidates if keyspace.bucket(NS, key) == first][:count]
 
 
+@pytest.mark.parametrize("budget", [1, 0])
 def test_a_batch_past_the_read_budget_reads_the_rest_in_more_calls(
-    counted_app: Flask, http: FlaskClient, raw: redis.Redis, round_trips: RoundTrips
+    counted_app: Flask, http: FlaskClient, raw: redis.Redis, round_trips: RoundTrips, budget: int
 ) -> None:
     keys = [f"item:{n}" for n in range(40)]
     assert http.post("/cache/batch-set", json=batch_set_body(keys)).status_code == 200
-    # One entry per call and bucket: every bucket needs as many calls as it has keys.
-    counted_app.extensions["cacheservice"].cache.entries.read_budget = 1
+    # One entry per call and bucket (the first is read whatever the budget, even none): every
+    # bucket needs as many calls as it has keys.
+    counted_app.extensions["cacheservice"].cache.entries.read_budget = budget
     keyspace = KeySpace(counted_app.extensions["cacheservice"].settings.namespace_buckets)
     per_bucket = Counter(keyspace.bucket(NS, key) for key in keys)
     round_trips.reset()

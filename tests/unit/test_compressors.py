@@ -10,6 +10,7 @@ import lz4.frame  # type: ignore[import-untyped]
 import pytest
 import zstandard
 
+from cacheservice import codec
 from cacheservice.compressors import DecompressionError, decompress
 
 MIB = 1024 * 1024
@@ -59,3 +60,11 @@ def test_a_truncated_stream_is_refused(algorithm: str) -> None:
     body = COMPRESSED[algorithm]
     with pytest.raises(DecompressionError):
         decompress(body[: len(body) // 2], algorithm, limit=len(BOMB))
+
+
+def test_the_codec_reads_with_the_limit_it_is_given() -> None:
+    encoded = codec.encode("x" * (3 * MIB), "string", codec.Compression("zstd"))
+    assert encoded.compression == "zstd"
+    with pytest.raises(codec.CorruptValue, match="more than"):
+        codec.decode_payload(encoded.blob, limit=MIB)
+    assert codec.decode_payload(encoded.blob, limit=3 * MIB) == ("string", b"x" * (3 * MIB))

@@ -24,7 +24,7 @@ local budget = tonumber(ARGV[5])
 local bytes = 0
 local result = {}
 for i = 3, #KEYS do
-  if bytes >= budget then
+  if i > 3 and bytes >= budget then
     break
   end
   local entry = KEYS[i]
