@@ -12,6 +12,7 @@ from psycopg_pool import ConnectionPool
 from cacheservice.config import Settings
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+TCP_USER_TIMEOUT_MS = 10_000
 
 
 class Database:
@@ -42,9 +43,20 @@ class Database:
                         # default; give up an attempt quickly instead, so the next request
                         # grows the pool again as soon as Postgres is back.
                         reconnect_timeout=self.timeout,
-                        # Give up on a dead server quickly; the caller answers 503 or retries
-                        # on its next scheduled run.
-                        kwargs={"connect_timeout": max(1, int(self.timeout)), "autocommit": False},
+                        kwargs={
+                            # Give up on a dead server quickly; the caller answers 503 or
+                            # retries on its next scheduled run.
+                            "connect_timeout": max(1, int(self.timeout)),
+                            # A server that went silent (partition, paused VM) would otherwise
+                            # hold a query, or the checkout check, until TCP gives up after
+                            # minutes: unacknowledged data and idle links fail within ~10 s.
+                            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+                            "keepalives": 1,
+                            "keepalives_idle": 10,
+                            "keepalives_interval": 5,
+                            "keepalives_count": 2,
+                            "autocommit": False,
+                        },
                         name="cacheservice",
                     )
                     self._pid = os.getpid()
@@ -52,8 +64,9 @@ class Database:
 
     def _check(self, conn: psycopg.Connection) -> None:
         """One empty query on checkout. When the server went away every idle connection is as
-        dead as this one: check them all at once rather than fail one request each (the pool's
-        own retries back off a second per failure, longer than a short database timeout)."""
+        dead as this one: check them all at once, rather than let the pool hand the request one
+        dead connection after another (it retries the first at once, then waits 1 s, 2 s...,
+        which with a short database timeout ends in a timeout)."""
         try:
             ConnectionPool.check_connection(conn)
         except psycopg.OperationalError:
