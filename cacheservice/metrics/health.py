@@ -24,7 +24,7 @@ from cacheservice.metrics.statistics import Totals, Window, metric_totals
 from cacheservice.store.keys import HEALTH_PROBES
 from cacheservice.store.locks import last_completed_ms
 from cacheservice.store.pending import PendingStore
-from cacheservice.store.server_info import NodeInfo, server_info
+from cacheservice.store.server_info import NodeInfo, memory_limit, server_info
 from cacheservice.timefmt import format_ms
 
 FLUSH_TASK = "flush_entry_stats"
@@ -103,6 +103,10 @@ def _node_section(node: NodeInfo) -> dict[str, Any]:
         "address": node.address,
         "status": "connected",
         "memory_usage": f"{int(node.info.get('used_memory', 0)) / MIB:.0f}MB",
+        "memory_limit": f"{memory_limit(node.info) / MIB:.0f}MB",
+        "memory_usage_percentage": _percent(
+            int(node.info.get("used_memory", 0)), memory_limit(node.info)
+        ),
         "connected_clients": int(node.info.get("connected_clients", 0)),
     }
 
@@ -224,13 +228,16 @@ def health_report(sources: HealthSources) -> tuple[int, dict[str, Any]]:
     body: dict[str, Any] = {"version": version()}
     if info is not None:
         used = int(info.get("used_memory", 0))
-        total = int(info.get("maxmemory") or 0) or int(info.get("total_system_memory", 0))
+        total = memory_limit(info)
         clients, max_clients = int(info.get("connected_clients", 0)), int(info.get("maxclients", 0))
         body["memory_usage"] = {
             "used_mb": round(used / MIB, 1),
             "total_mb": round(total / MIB, 1),
             "usage_percentage": _percent(used, total),
         }
+        if "fullest_node_share" in info:
+            # On a cluster the fullest master decides when writes are refused, not the sum.
+            body["memory_usage"]["usage_percentage"] = round(100 * info["fullest_node_share"], 1)
         body["connections"] = {
             "active": clients,
             "max": max_clients,

@@ -17,8 +17,13 @@ from redis.exceptions import RedisClusterException
 
 from cacheservice.store.connection import is_cluster
 
-# Figures that add up across masters (each node has its own memory, clients and limits).
-SUMMED = ("used_memory", "maxmemory", "total_system_memory", "connected_clients", "maxclients")
+# Figures that add up across masters (each node has its own memory use, clients and limits).
+SUMMED = ("used_memory", "connected_clients", "maxclients")
+
+
+def memory_limit(info: dict[str, Any]) -> int:
+    """What a node may use: its maxmemory, or its machine's memory when none is set."""
+    return int(info.get("maxmemory") or 0) or int(info.get("total_system_memory") or 0)
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,16 @@ class ServerInfo:
         return self.combined is not None and all(node.info is not None for node in self.nodes)
 
 
-def _combine(infos: list[dict[str, Any]]) -> dict[str, Any]:
+def combine(infos: list[dict[str, Any]]) -> dict[str, Any]:
     combined: dict[str, Any] = dict(infos[0])
     for name in SUMMED:
         combined[name] = sum(int(info.get(name) or 0) for info in infos)
+    # Each node's own limit, summed (the machine's memory counted once per node that has no
+    # maxmemory), and the fullest node's share: that node refuses writes first.
+    combined["maxmemory"] = sum(memory_limit(info) for info in infos)
+    combined["total_system_memory"] = combined["maxmemory"]
+    shares = [int(info.get("used_memory") or 0) / (memory_limit(info) or 1) for info in infos]
+    combined["fullest_node_share"] = max(shares)
     policies = sorted({str(info.get("maxmemory_policy")) for info in infos})
     # Differing policies are shown side by side, so a node that may evict is not hidden.
     combined["maxmemory_policy"] = ",".join(policies)
@@ -64,4 +75,4 @@ def server_info(client: redis.Redis) -> ServerInfo:
         else:
             nodes.append(NodeInfo(node.name, info))
     answered = [node.info for node in nodes if node.info is not None]
-    return ServerInfo(_combine(answered) if answered else None, nodes)
+    return ServerInfo(combine(answered) if answered else None, nodes)

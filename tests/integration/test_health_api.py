@@ -327,7 +327,8 @@ def test_error_rate_is_errors_per_request(app: Flask) -> None:
 def test_redis_figures_cover_every_master(
     client: FlaskClient, redis_client: redis.Redis, redis_topology: str
 ) -> None:
-    section = client.get("/cache/health").get_json()["redis"]
+    body = client.get("/cache/health").get_json()
+    section = body["redis"]
     if redis_topology != CLUSTER:
         # One master (Sentinel's is found anew after a failover): nothing to list.
         assert "nodes" not in section
@@ -340,3 +341,6 @@ def test_redis_figures_cover_every_master(
     # The service's own connections alone put clients on every master it talks to.
     assert section["connected_clients"] == sum(node["connected_clients"] for node in nodes)
     assert section["connected_clients"] > 3
+    # The fullest master's share is the one that matters: it refuses writes first.
+    fullest = max(node["memory_usage_percentage"] for node in nodes)
+    assert body["memory_usage"]["usage_percentage"] == pytest.approx(fullest, abs=0.2)
