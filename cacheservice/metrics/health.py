@@ -84,6 +84,10 @@ class HealthSources:
         )
 
 
+def _mb_text(size: int) -> str:
+    return f"{size / MIB:.0f}MB"
+
+
 def _disconnected(error: str) -> dict[str, Any]:
     # Every field of the seed's shape stays, empty, so clients can read it unconditionally.
     return {
@@ -102,8 +106,8 @@ def _node_section(node: NodeInfo) -> dict[str, Any]:
     return {
         "address": node.address,
         "status": "connected",
-        "memory_usage": f"{int(node.info.get('used_memory', 0)) / MIB:.0f}MB",
-        "memory_limit": f"{memory_limit(node.info) / MIB:.0f}MB",
+        "memory_usage": _mb_text(int(node.info.get("used_memory", 0))),
+        "memory_limit": _mb_text(memory_limit(node.info)),
         "memory_usage_percentage": _percent(
             int(node.info.get("used_memory", 0)), memory_limit(node.info)
         ),
@@ -127,11 +131,10 @@ def _redis_section(client: redis.Redis) -> tuple[dict[str, Any] | None, dict[str
         section = _disconnected("; ".join(f"{node.address}: {node.error}" for node in failed))
         section["nodes"] = [_node_section(node) for node in found.nodes]
         return None, section
-    used = int(info.get("used_memory", 0))
     section = {
         "status": "connected",
         "version": info.get("redis_version"),
-        "memory_usage": f"{used / MIB:.0f}MB",
+        "memory_usage": _mb_text(int(info.get("used_memory", 0))),
         "connected_clients": int(info.get("connected_clients", 0)),
         "maxmemory_policy": info.get("maxmemory_policy"),
     }
@@ -230,14 +233,13 @@ def health_report(sources: HealthSources) -> tuple[int, dict[str, Any]]:
         used = int(info.get("used_memory", 0))
         total = memory_limit(info)
         clients, max_clients = int(info.get("connected_clients", 0)), int(info.get("maxclients", 0))
+        share = info["fullest_node_share"]
         body["memory_usage"] = {
             "used_mb": round(used / MIB, 1),
             "total_mb": round(total / MIB, 1),
-            "usage_percentage": _percent(used, total),
-        }
-        if "fullest_node_share" in info:
             # On a cluster the fullest master decides when writes are refused, not the sum.
-            body["memory_usage"]["usage_percentage"] = round(100 * info["fullest_node_share"], 1)
+            "usage_percentage": None if share is None else round(100 * share, 1),
+        }
         body["connections"] = {
             "active": clients,
             "max": max_clients,

@@ -46,15 +46,20 @@ class ServerInfo:
 
 
 def combine(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's INFO as it is; several masters' summed, with ``fullest_node_share`` (the
+    largest used/limit of any node, None when no node has a limit) added either way."""
     combined: dict[str, Any] = dict(infos[0])
     for name in SUMMED:
         combined[name] = sum(int(info.get(name) or 0) for info in infos)
     # Each node's own limit, summed (the machine's memory counted once per node that has no
     # maxmemory), and the fullest node's share: that node refuses writes first.
     combined["maxmemory"] = sum(memory_limit(info) for info in infos)
-    combined["total_system_memory"] = combined["maxmemory"]
-    shares = [int(info.get("used_memory") or 0) / (memory_limit(info) or 1) for info in infos]
-    combined["fullest_node_share"] = max(shares)
+    shares = [
+        int(info.get("used_memory") or 0) / memory_limit(info)
+        for info in infos
+        if memory_limit(info)
+    ]
+    combined["fullest_node_share"] = max(shares, default=None)
     policies = sorted({str(info.get("maxmemory_policy")) for info in infos})
     # Differing policies are shown side by side, so a node that may evict is not hidden.
     combined["maxmemory_policy"] = ",".join(policies)
@@ -64,7 +69,7 @@ def combine(infos: list[dict[str, Any]]) -> dict[str, Any]:
 def server_info(client: redis.Redis) -> ServerInfo:
     """Raises redis.RedisError when a single server does not answer."""
     if not is_cluster(client):
-        return ServerInfo(client.info())
+        return ServerInfo(combine([client.info()]))
     cluster = cast(RedisCluster, client)
     nodes: list[NodeInfo] = []
     for node in cluster.get_primaries():  # type: ignore[no-untyped-call]  # untyped in redis-py
