@@ -17,7 +17,7 @@ from cacheservice.store.scripts import Script, ScriptCall, Scripts
 STATUS_EXISTS, STATUS_CREATED, STATUS_REPLACED = 0, 1, 2
 # Bytes of values one get_entries call reads before it leaves the rest for another call.
 # Redis serves nobody while a script runs: copying 500 values of 1 MiB in one call held it for
-# about two seconds; 4 MiB takes a few milliseconds.
+# about two seconds; 4 MiB took about 20 ms (tests/integration/test_roundtrips.py, read budget).
 READ_BUDGET_BYTES = 4 * 1024 * 1024
 
 
